@@ -1,0 +1,426 @@
+"""Hyperparameters as typed, frozen dataclasses; presets; TOML load/save with strict validation.
+
+A run's whole configuration is one `Hyperparameters` made of five sections, saved as
+`config.toml` in the run directory and inside every checkpoint, so a run can be reproduced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import json
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    import tomli as tomllib
+
+from engine.errors import ConfigError
+
+
+def next_multiple_of_n(value: float | int, *, n: int) -> int:
+    """Smallest multiple of n that is >= value (and >= n)."""
+    return max(n, math.ceil(value / n) * n)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """Shape of the modded-nanogpt GPT; defaults are the seed's 124M speedrun model."""
+
+    vocab_size: int = 50257
+    num_layers: int = 12
+    num_heads: int = 6
+    head_dim: int = 128
+    model_dim: int = 768
+    # value embeddings are used "012 ... 012": the first and the last num_value_embeds layers
+    num_value_embeds: int = 3
+    # layers without attention (the seed drops it in layer 7)
+    no_attention_layers: tuple[int, ...] = (7,)
+    # L = long sliding window, S = short (half of long); one letter per layer
+    window_pattern: str = "LSSSLSSLSSSL"
+    # the long window grows linearly over training to this many tokens (rounded up to a block)
+    max_window_tokens: int = 1728
+    attn_block_size: int = 128
+    # documents are separated by this token; attention never crosses a document boundary
+    bos_id: int = 50256
+
+    @property
+    def padded_vocab_size(self) -> int:
+        return next_multiple_of_n(self.vocab_size, n=128)
+
+
+@dataclass(frozen=True, slots=True)
+class DataConfig:
+    """What the model reads: the embedded corpus, a text file/folder, or .bin shards."""
+
+    # "shakespeare" (embedded), a path to a .txt file or a folder of .txt files, or "shards"
+    corpus: str = "shakespeare"
+    # globs of .bin shards, used when corpus == "shards" (e.g. FineWeb)
+    train_files: str = ""
+    val_files: str = ""
+    # "bpe": trained on the corpus and saved with the run; "gpt2": tiktoken's GPT-2 BPE
+    tokenizer: str = "bpe"
+    bpe_vocab_size: int = 4096
+    # the last val_fraction of a text corpus is held out and never trained on
+    val_fraction: float = 0.1
+    # tokens evaluated at each validation (0 = the whole held-out split)
+    val_tokens: int = 10485760
+
+
+@dataclass(frozen=True, slots=True)
+class OptimConfig:
+    """Muon for 2-D block weights, Adam for embeddings, head and scalars (the seed's rates)."""
+
+    muon_lr: float = 0.05
+    muon_momentum: float = 0.95
+    ns_steps: int = 5
+    adam_head_lr: float = 0.22
+    adam_embed_lr: float = 0.6
+    adam_scalar_lr: float = 0.04
+    adam_beta1: float = 0.8
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-10
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Batch and schedule. One step sees batch_size sequences of train_seq_len tokens in total."""
+
+    num_iterations: int = 4000
+    cooldown_frac: float = 0.4
+    train_seq_len: int = 48 * 1024
+    # sequences per optimiser step over all ranks; accumulation = batch_size / (ranks * micro_batch_size)
+    batch_size: int = 8
+    micro_batch_size: int = 1
+    val_seq_len: int = 4 * 64 * 1024
+    # 0 = no limit; otherwise training stops after this many seconds and the LR schedule
+    # follows elapsed time instead of steps (used by the CPU preset and benchmarks)
+    time_budget_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """Where and how the run executes, and how often it reports."""
+
+    device: str = "auto"  # auto | cpu | cuda | mps
+    dtype: str = "auto"  # auto | float32 | bfloat16
+    compile: str = "auto"  # auto (on CUDA) | on | off
+    seed: int = 1337
+    log_every: int = 1
+    val_every: int = 125  # 0 = only at the end
+    checkpoint_every: int = 0  # 0 = only at the end (and on stop)
+    sample_every: int = 0  # 0 = only at the end
+    sample_tokens: int = 200
+    sample_prompt: str = ""
+    stop_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Hyperparameters:
+    """The whole configuration of a run."""
+
+    preset: str = "speedrun-124m"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "optim": OptimConfig,
+    "train": TrainConfig,
+    "run": RunConfig,
+}
+
+
+def _shakespeare_cpu() -> Hyperparameters:
+    return Hyperparameters(
+        preset="shakespeare-cpu",
+        model=ModelConfig(
+            vocab_size=4096,
+            num_layers=6,
+            num_heads=3,
+            head_dim=64,
+            model_dim=192,
+            num_value_embeds=2,
+            no_attention_layers=(),
+            window_pattern="LSSLSL",
+            max_window_tokens=256,
+            attn_block_size=64,
+            bos_id=0,
+        ),
+        data=DataConfig(corpus="shakespeare", tokenizer="bpe", bpe_vocab_size=4096, val_tokens=0),
+        optim=OptimConfig(),
+        train=TrainConfig(
+            num_iterations=600,
+            cooldown_frac=0.5,
+            train_seq_len=256,
+            batch_size=16,
+            micro_batch_size=16,
+            val_seq_len=256,
+            time_budget_s=180.0,
+        ),
+        run=RunConfig(device="auto", val_every=100, checkpoint_every=200, sample_every=200,
+                      sample_prompt="ROMEO:\n"),
+    )
+
+
+def _speedrun_124m() -> Hyperparameters:
+    # exactly the seed's Hyperparameters and create_model(); 8 GPUs x 1 sequence of 48Ki tokens
+    return Hyperparameters(
+        preset="speedrun-124m",
+        data=DataConfig(
+            corpus="shards",
+            train_files="data/fineweb10B/fineweb_train_*.bin",
+            val_files="data/fineweb10B/fineweb_val_*.bin",
+            tokenizer="gpt2",
+        ),
+    )
+
+
+def _medium() -> Hyperparameters:
+    base = _speedrun_124m()
+    return dataclasses.replace(
+        base,
+        preset="medium",
+        model=dataclasses.replace(
+            base.model,
+            num_layers=16,
+            num_heads=8,
+            model_dim=1024,
+            no_attention_layers=(),
+            window_pattern="LSSSLSSSLSSSLSSL",
+        ),
+        train=dataclasses.replace(base.train, num_iterations=5960, cooldown_frac=0.7, train_seq_len=64 * 1024),
+        optim=dataclasses.replace(base.optim, muon_lr=0.025, adam_head_lr=1 / 320, adam_embed_lr=0.3, adam_scalar_lr=0.015),
+    )
+
+
+PRESETS: dict[str, typing.Callable[[], Hyperparameters]] = {
+    "shakespeare-cpu": _shakespeare_cpu,
+    "speedrun-124m": _speedrun_124m,
+    "medium": _medium,
+}
+DEFAULT_PRESET = "shakespeare-cpu"
+
+
+def preset(name: str) -> Hyperparameters:
+    """The named preset; raises ConfigError listing the known presets."""
+    try:
+        factory = PRESETS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown preset {name!r}", hint=f"choose one of: {', '.join(PRESETS)}"
+        ) from None
+    return factory()
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, expected: Any, where: str) -> Any:
+    """Check a TOML value against a field's type; ints widen to float, lists become tuples."""
+    origin = typing.get_origin(expected)
+    if origin is tuple:
+        (item_type, _ellipsis) = typing.get_args(expected)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list of {item_type.__name__}, got {type(value).__name__} {value!r}")
+        return tuple(_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value))
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {type(value).__name__} {value!r}")
+        return value
+    if expected is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    raise AssertionError(f"unsupported config field type {expected!r} at {where}")
+
+
+def to_dict(hp: Hyperparameters) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists) suitable for TOML and JSON."""
+    out: dict[str, Any] = {"preset": hp.preset}
+    for section in SECTIONS:
+        values = dataclasses.asdict(getattr(hp, section))
+        out[section] = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    return out
+
+
+def from_dict(data: dict[str, Any], source: str = "config", base: Hyperparameters | None = None) -> Hyperparameters:
+    """Build Hyperparameters from a nested dict, on top of `base` (default: the preset named in it)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a table, got {type(data).__name__}")
+    unknown = set(data) - set(SECTIONS) - {"preset"}
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {sorted(unknown)[0]!r}",
+            hint=f"top-level keys are: preset, {', '.join(SECTIONS)}",
+        )
+    if base is None:
+        preset_name = data.get("preset", DEFAULT_PRESET)
+        if not isinstance(preset_name, str):
+            raise ConfigError(f"{source}: preset: expected a string, got {preset_name!r}")
+        base = preset(preset_name)
+    elif "preset" in data:
+        base = dataclasses.replace(base, preset=_coerce(data["preset"], str, f"{source}: preset"))
+    changes: dict[str, Any] = {}
+    for section, cls in SECTIONS.items():
+        if section not in data:
+            continue
+        table = data[section]
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table, got {type(table).__name__}")
+        types = _field_types(cls)
+        for key in table:
+            if key not in types:
+                raise ConfigError(
+                    f"{source}: unknown key {section}.{key}",
+                    hint=f"keys of [{section}]: {', '.join(types)}",
+                )
+        updates = {k: _coerce(v, types[k], f"{source}: {section}.{k}") for k, v in table.items()}
+        changes[section] = dataclasses.replace(getattr(base, section), **updates)
+    hp = dataclasses.replace(base, **changes)
+    validate(hp, source)
+    return hp
+
+
+def validate(hp: Hyperparameters, source: str = "config") -> None:
+    """Reject values that would crash or silently misbehave later, naming the key."""
+    m, t, d, r = hp.model, hp.train, hp.data, hp.run
+
+    def bad(key: str, why: str, hint: str = "") -> ConfigError:
+        return ConfigError(f"{source}: {key}: {why}", hint=hint)
+
+    for key, value in [("model.num_layers", m.num_layers), ("model.num_heads", m.num_heads),
+                       ("model.head_dim", m.head_dim), ("model.model_dim", m.model_dim),
+                       ("model.vocab_size", m.vocab_size), ("model.attn_block_size", m.attn_block_size),
+                       ("train.num_iterations", t.num_iterations), ("train.train_seq_len", t.train_seq_len),
+                       ("train.batch_size", t.batch_size), ("train.micro_batch_size", t.micro_batch_size),
+                       ("train.val_seq_len", t.val_seq_len), ("model.max_window_tokens", m.max_window_tokens)]:
+        if value <= 0:
+            raise bad(key, f"must be positive, got {value}")
+    if m.num_layers % 2:
+        raise bad("model.num_layers", f"must be even for the U-net skip connections, got {m.num_layers}")
+    if m.head_dim % 4:
+        raise bad("model.head_dim", f"must be a multiple of 4 for the rotary embedding, got {m.head_dim}")
+    if len(m.window_pattern) != m.num_layers or set(m.window_pattern) - {"L", "S"}:
+        raise bad("model.window_pattern", f"needs one letter L or S per layer ({m.num_layers}), got {m.window_pattern!r}")
+    if not 0 <= m.num_value_embeds <= m.num_layers // 2:
+        raise bad("model.num_value_embeds", f"must be between 0 and num_layers/2 ({m.num_layers // 2}), got {m.num_value_embeds}")
+    for layer in m.no_attention_layers:
+        if not 0 <= layer < m.num_layers:
+            raise bad("model.no_attention_layers", f"layer {layer} does not exist (0..{m.num_layers - 1})")
+    if m.vocab_size > 65536 and d.corpus != "shards":
+        raise bad("model.vocab_size", f"{m.vocab_size} does not fit uint16 token shards (max 65536)")
+    if not 0 <= m.bos_id < m.vocab_size:
+        raise bad("model.bos_id", f"must be a token id below vocab_size ({m.vocab_size}), got {m.bos_id}")
+    for key, seq_len in [("train.train_seq_len", t.train_seq_len), ("train.val_seq_len", t.val_seq_len)]:
+        if seq_len % m.attn_block_size:
+            raise bad(key, f"must be a multiple of the attention block ({m.attn_block_size}), got {seq_len}",
+                      hint=f"try {next_multiple_of_n(seq_len, n=m.attn_block_size)}")
+    if not 0.0 <= t.cooldown_frac <= 1.0:
+        raise bad("train.cooldown_frac", f"must be between 0 and 1, got {t.cooldown_frac}")
+    if t.batch_size % t.micro_batch_size:
+        raise bad("train.batch_size", f"must be a multiple of micro_batch_size ({t.micro_batch_size}), got {t.batch_size}")
+    if t.time_budget_s < 0:
+        raise bad("train.time_budget_s", f"must be >= 0, got {t.time_budget_s}")
+    if not 0.0 < d.val_fraction < 1.0:
+        raise bad("data.val_fraction", f"must be between 0 and 1 (exclusive), got {d.val_fraction}")
+    if d.tokenizer not in ("bpe", "gpt2"):
+        raise bad("data.tokenizer", f"expected 'bpe' or 'gpt2', got {d.tokenizer!r}")
+    if d.tokenizer == "bpe" and not 256 + 8 <= d.bpe_vocab_size <= 65535:
+        raise bad("data.bpe_vocab_size", f"must be between 264 and 65535, got {d.bpe_vocab_size}")
+    if d.corpus == "shards" and not d.train_files:
+        raise bad("data.train_files", "is empty but data.corpus is 'shards'", hint="set it to a glob such as data/fineweb10B/fineweb_train_*.bin")
+    if r.device not in ("auto", "cpu", "cuda", "mps"):
+        raise bad("run.device", f"expected auto, cpu, cuda or mps, got {r.device!r}")
+    if r.dtype not in ("auto", "float32", "bfloat16"):
+        raise bad("run.dtype", f"expected auto, float32 or bfloat16, got {r.dtype!r}")
+    if r.compile not in ("auto", "on", "off"):
+        raise bad("run.compile", f"expected auto, on or off, got {r.compile!r}")
+    for key, value in [("run.log_every", r.log_every), ("run.val_every", r.val_every),
+                       ("run.checkpoint_every", r.checkpoint_every), ("run.sample_every", r.sample_every),
+                       ("run.sample_tokens", r.sample_tokens)]:
+        if value < 0:
+            raise bad(key, f"must be >= 0, got {value}")
+
+
+def load_toml(path: str | Path) -> Hyperparameters:
+    """Read a config file; malformed TOML, unknown keys and wrong types raise ConfigError naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from err
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: malformed TOML: {err}", hint="check quotes, brackets and '=' signs") from err
+    return from_dict(data, source=str(path))
+
+
+def dumps_toml(hp: Hyperparameters) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(to_dict(hp))
+
+
+def save_toml(hp: Hyperparameters, path: str | Path) -> None:
+    from engine.atomic import atomic_write_text
+
+    atomic_write_text(Path(path), dumps_toml(hp))
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """Split 'section.key=value' and parse the value as a TOML value (bare words become strings)."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"bad override {text!r}", hint="write it as section.key=value, e.g. train.num_iterations=200")
+    dotted, raw = text.split("=", 1)
+    section, key = dotted.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return section, key, value
+
+
+def apply_overrides(hp: Hyperparameters, overrides: list[str]) -> Hyperparameters:
+    """Apply `--set section.key=value` overrides with the same checks as a config file."""
+    data: dict[str, Any] = {}
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if section == "preset":
+            raise ConfigError("the preset cannot be changed with --set", hint="use --preset NAME")
+        data.setdefault(section, {})[key] = value
+    return from_dict(data, source="--set", base=hp) if data else hp
+
+
+def config_hash(hp: Hyperparameters) -> str:
+    """Short stable hash of the model shape, used to refuse resuming into a different model."""
+    text = json.dumps(to_dict(hp)["model"], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

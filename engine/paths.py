@@ -1,0 +1,59 @@
+"""Where nanogpt-tui keeps its data, config and cache; NANOGPT_TUI_HOME overrides all of them."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from engine.errors import ConfigError
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def _home_override() -> Path | None:
+    value = os.environ.get("NANOGPT_TUI_HOME")
+    return Path(value).expanduser() if value else None
+
+
+def data_dir() -> Path:
+    """Runs, imported checkpoints and datasets live here."""
+    home = _home_override()
+    if home is not None:
+        return home / "data"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("nanogpt-tui", appauthor=False))
+
+
+def config_dir() -> Path:
+    home = _home_override()
+    if home is not None:
+        return home / "config"
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("nanogpt-tui", appauthor=False))
+
+
+def cache_dir() -> Path:
+    """Tokenizers trained on a corpus and tokenised shards are cached here, keyed by content hash."""
+    home = _home_override()
+    if home is not None:
+        return home / "cache"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("nanogpt-tui", appauthor=False))
+
+
+def runs_dir() -> Path:
+    return data_dir() / "runs"
+
+
+def validate_name(name: str, what: str = "run name") -> str:
+    """Refuse names that could escape the data directory or confuse a terminal."""
+    if not _NAME_RE.match(name) or ".." in name:
+        raise ConfigError(
+            f"invalid {what} {name!r}",
+            hint="use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+    return name
