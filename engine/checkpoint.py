@@ -1,0 +1,164 @@
+"""Checkpoints: atomic save with a JSON sidecar, safe load (weights_only), listing without weights.
+
+Format 1: `{"format": 1, "step", "model", "optimizers", "config", "tokenizer", "data_position",
+"tokens_seen", "train_time_s"}`. The sidecar `step_NNNNNN.json` is written after the weights, so a
+sidecar always points at a complete `.pt`; listing reads only sidecars.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.atomic import atomic_write, atomic_write_text
+from engine.errors import CheckpointError
+
+FORMAT_VERSION = 1
+ORIGINAL_PREFIX = "_orig_mod."
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+def save_checkpoint(directory: Path, step: int, payload: dict[str, Any], metadata: dict[str, Any]) -> Path:
+    """Write `step_NNNNNN.pt` atomically, then its sidecar; returns the .pt path."""
+    import torch
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{checkpoint_name(step)}.pt"
+    payload = {"format": FORMAT_VERSION, "step": step, **payload}
+    try:
+        atomic_write(path, lambda handle: torch.save(payload, handle))
+    except OSError as err:
+        raise CheckpointError(
+            f"could not write checkpoint {path}: {err.strerror or err}",
+            hint="free disk space or check permissions; the previous checkpoint is kept",
+        ) from err
+    sidecar = {
+        "step": step,
+        "created_at": round(time.time(), 3),
+        "size_bytes": path.stat().st_size,
+        **metadata,
+    }
+    try:
+        atomic_write_text(path.with_suffix(".json"), json.dumps(sidecar, indent=1, default=str))
+    except OSError as err:
+        path.unlink(missing_ok=True)
+        raise CheckpointError(
+            f"could not write checkpoint metadata for {path}: {err.strerror or err}",
+            hint="free disk space or check permissions; the previous checkpoint is kept",
+        ) from err
+    return path
+
+
+def read_checkpoint_file(path: Path, *, map_location: str = "cpu", trust_pickle: bool = False) -> dict[str, Any]:
+    """torch.load with weights_only=True unless the user explicitly trusts the file's pickle."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file", hint="give the path of a .pt file or a run name")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=not trust_pickle)
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        if "Weights only load failed" in text or "Unsupported global" in text:
+            raise CheckpointError(
+                f"{path} contains pickled Python objects, which could run code when loaded",
+                hint="only if you trust where the file came from, load it with --trust-pickle",
+            ) from err
+        raise CheckpointError(f"{path} is not a readable checkpoint: {text.splitlines()[0]}") from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated or not a PyTorch file): {first}",
+            hint="if a run was killed while saving, use the previous checkpoint",
+        ) from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a {type(data).__name__}, expected a checkpoint dictionary")
+    return data
+
+
+def strip_prefix(state_dict: dict[str, Any], prefix: str = ORIGINAL_PREFIX) -> dict[str, Any]:
+    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state_dict.items()}
+
+
+def load_state_into(model: Any, state_dict: dict[str, Any], source: str) -> None:
+    """Load weights, turning key and shape mismatches into one readable CheckpointError."""
+    state_dict = strip_prefix(state_dict)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} (e.g. {unexpected[0]})")
+        raise CheckpointError(f"{source} does not fit this model: {'; '.join(parts)} parameter(s)")
+    for key, tensor in expected.items():
+        found = tuple(state_dict[key].shape)
+        if tuple(tensor.shape) != found:
+            raise CheckpointError(
+                f"{source} does not fit this model: {key} has shape {found}, expected {tuple(tensor.shape)}",
+                hint="the checkpoint was made for a model of another size",
+            )
+    model.load_state_dict(state_dict)
+
+
+def load_checkpoint(model: Any, checkpoint_path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
+    """Load weights from our format or an original `state_step*.pt` (the seed's signature)."""
+    data = read_checkpoint_file(Path(checkpoint_path), map_location=map_location)
+    if "model" not in data or not isinstance(data["model"], dict):
+        raise CheckpointError(
+            f"{checkpoint_path} has no model weights (keys: {', '.join(map(str, list(data)[:6]))})",
+            hint="expected a nanogpt-tui or modded-nanogpt checkpoint",
+        )
+    load_state_into(model, data["model"], str(checkpoint_path))
+    return data
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a sidecar says about a checkpoint; reading it never touches the weights."""
+
+    path: Path
+    step: int
+    meta: dict[str, Any]
+
+    @property
+    def val_loss(self) -> float | None:
+        return self.meta.get("val_loss")
+
+
+def read_sidecar(pt_path: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads(pt_path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def list_checkpoints(directory: Path) -> list[CheckpointInfo]:
+    """Complete checkpoints (a .pt with its sidecar) in step order; temp files are never listed."""
+    found = []
+    for pt_path in sorted(Path(directory).glob("step_*.pt")):
+        meta = read_sidecar(pt_path)
+        if meta is None or not isinstance(meta.get("step"), int):
+            continue
+        found.append(CheckpointInfo(pt_path, meta["step"], meta))
+    return sorted(found, key=lambda info: info.step)
+
+
+def latest_checkpoint(directory: Path) -> CheckpointInfo | None:
+    checkpoints = list_checkpoints(directory)
+    return checkpoints[-1] if checkpoints else None
+

@@ -1,0 +1,101 @@
+"""Process-group setup for torchrun (RANK/WORLD_SIZE/LOCAL_RANK) or a single plain process."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from engine.errors import DeviceError
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(requested: str) -> str:
+    """auto: CUDA when present, else CPU (MPS only when asked for: its kernels lag for training)."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("run.device is 'cuda' but no CUDA GPU is available", hint="use run.device=cpu or auto")
+    if requested == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError("run.device is 'mps' but MPS is not available", hint="use run.device=cpu or auto")
+    return requested
+
+
+def init_distributed(requested_device: str) -> DistContext:
+    """Join torchrun's process group when launched by it (NCCL on CUDA, gloo on CPU)."""
+    rank = int(os.environ.get("RANK", "0"))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    kind = resolve_device(requested_device)
+    if kind == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise DeviceError(
+                f"local rank {local_rank} has no GPU: only {torch.cuda.device_count()} visible",
+                hint="use --nproc no larger than the number of GPUs",
+            )
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device(kind)
+    if world_size > 1:
+        backend = "nccl" if kind == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, device_id=device if kind == "cuda" else None)
+    return DistContext(rank, world_size, local_rank, device)
+
+
+def all_reduce_mean_(tensors: list[torch.Tensor], world_size: int) -> None:
+    """Average tensors across ranks in one flat collective (gloo has no AVG, so SUM then divide)."""
+    if world_size == 1 or not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat.div_(world_size)
+    offset = 0
+    for tensor in tensors:
+        count = tensor.numel()
+        tensor.copy_(flat[offset:offset + count].view_as(tensor))
+        offset += count
+
+
+def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
+    if not ctx.distributed:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.tolist()
+
+
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    """True on every rank when any rank says so (used to agree on stopping)."""
+    if not ctx.distributed:
+        return flag
+    tensor = torch.tensor([1 if flag else 0], dtype=torch.int32, device=ctx.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        dist.barrier()
+
+
+def shutdown(ctx: DistContext) -> None:
+    if ctx.distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,58 @@
+"""Supervisor of one detached run: starts the training command, waits, records how it ended.
+
+RunManager starts this module in a new session, so it leads the run's process group. The training
+processes record finished/stopped themselves; when they die without doing so (a crash, a killed
+rank, torchrun tearing the group down) this supervisor marks the run failed with the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine.runs import TERMINAL_STATES, read_json, update_status
+
+
+def _last_lines(path: Path, count: int = 5) -> str:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(line for line in lines[-count:] if line.strip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--run-dir", required=True, type=Path)
+    args = parser.parse_args(argv)
+    run_dir: Path = args.run_dir
+    command = json.loads((run_dir / "command.json").read_text())["command"]
+    # the stop signal goes to the whole group: the workers handle it, the supervisor waits for them
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    while True:
+        try:
+            exit_code = child.wait()
+            break
+        except InterruptedError:
+            continue
+    status = read_json(run_dir / "status.json")
+    if status.get("state") not in TERMINAL_STATES:
+        reason = f"exit code {exit_code}" if exit_code >= 0 else f"killed by signal {-exit_code}"
+        tail = _last_lines(run_dir / "train.log")
+        update_status(run_dir, state="failed", exit_code=exit_code, ended_at=time.time(),
+                      message=f"training process ended without finishing ({reason})" + (f": {tail}" if tail else ""))
+    else:
+        update_status(run_dir, exit_code=exit_code)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,357 @@
+"""The training loop shared by pretraining and fine-tuning: schedule, accumulation, reporting, stop.
+
+Subclasses (or callers) provide batches and validation; the Trainer owns the optimiser steps,
+metrics.jsonl, status.json, checkpoints, SIGTERM handling and exact resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from engine.checkpoint import latest_checkpoint, load_state_into, read_checkpoint_file, save_checkpoint
+from engine.config import Hyperparameters, config_hash, to_dict
+from engine.distributed import DistContext, all_reduce_mean_, any_rank, shutdown
+from engine.errors import CheckpointError, DeviceError, EngineError
+from engine.metrics import MetricsWriter
+from engine.runs import update_status
+
+log = logging.getLogger(__name__)
+
+
+class StopSignal:
+    """First SIGTERM asks for a checkpoint and a clean stop; a second one, later, exits at once.
+
+    torchrun forwards the group's SIGTERM to its workers, so a worker may see the same stop twice
+    within a moment: repeats inside `debounce_s` count as the first.
+    """
+
+    def __init__(self, debounce_s: float = 2.0) -> None:
+        self.requested_at: float | None = None
+        self.debounce_s = debounce_s
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        now = time.monotonic()
+        if self.requested_at is None:
+            self.requested_at = now
+        elif now - self.requested_at > self.debounce_s:
+            os._exit(128 + signum)
+
+    @property
+    def requested(self) -> bool:
+        return self.requested_at is not None
+
+
+class Trainer:
+    """One training run in a run directory. Pretraining uses it as is; fine-tuning overrides hooks."""
+
+    def __init__(self, hp: Hyperparameters, run_dir: Path, ctx: DistContext, data: Any, *,
+                 stop: StopSignal, resume: bool, kind: str, parent: str | None = None) -> None:
+        self.hp, self.run_dir, self.ctx, self.data = hp, run_dir, ctx, data
+        self.stop, self.kind, self.parent = stop, kind, parent
+        self.tokenizer = data.tokenizer
+        self.device = ctx.device
+        self.step = 0
+        self.tokens_seen = 0
+        self.train_time_s = 0.0
+        self.last_val: dict[str, float] = {}
+        self.metrics = MetricsWriter(run_dir / "metrics.jsonl") if ctx.is_main else None
+        self.model = self.build_model()
+        self.optimizers = self.build_optimizers()
+        self.stream = self.build_stream()
+        if resume:
+            self.restore()
+
+    # ------------------------------------------------------------------ hooks
+    def build_model(self) -> torch.nn.Module:
+        from engine.model import GPT
+
+        t = self.hp.train
+        model = GPT(self.hp.model, max_seq_len=max(t.train_seq_len, t.val_seq_len)).to(self.device)
+        return model
+
+    def build_optimizers(self) -> list[torch.optim.Optimizer]:
+        from engine.muon import setup_optimizers
+
+        return setup_optimizers(self.model, self.hp.optim, rank=self.ctx.rank, world_size=self.ctx.world_size)
+
+    @property
+    def micro_tokens(self) -> int:
+        t = self.hp.train
+        return t.micro_batch_size * t.train_seq_len
+
+    @property
+    def accumulation(self) -> int:
+        t = self.hp.train
+        per_step = self.ctx.world_size * t.micro_batch_size
+        if t.batch_size % per_step:
+            raise EngineError(
+                f"train.batch_size {t.batch_size} is not a multiple of ranks x micro_batch_size ({per_step})",
+                hint=f"use a batch_size that {self.ctx.world_size} process(es) x {t.micro_batch_size} divides",
+            )
+        return t.batch_size // per_step
+
+    def build_stream(self) -> Any:
+        from engine.data.shards import ShardStream
+
+        return ShardStream(self.data.train_files, batch_size=self.micro_tokens * self.ctx.world_size,
+                           rank=self.ctx.rank, world_size=self.ctx.world_size, cycle=True)
+
+    def next_batch(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(inputs, targets, loss_mask) of shape (micro_batch, seq_len); mask None = all tokens."""
+        inputs, targets = next(self.stream)
+        shape = (self.hp.train.micro_batch_size, self.hp.train.train_seq_len)
+        return (inputs.to(self.device, torch.int64).view(shape),
+                targets.to(self.device, torch.int64).view(shape), None)
+
+    def validate(self, window_blocks: int) -> dict[str, float]:
+        from engine.data.prepare import token_byte_lengths
+        from engine.data.shards import _load_data_shard
+        from engine.evaluate import evaluate_tokens
+
+        if not hasattr(self, "_val_tokens"):
+            self._val_tokens = torch.cat([_load_data_shard(f).to(torch.int64) for f in self.data.val_files])
+            self._token_bytes = torch.tensor(token_byte_lengths(self.tokenizer), dtype=torch.float64)
+        t = self.hp.train
+        result = evaluate_tokens(self.model, self._val_tokens, t.val_seq_len, self._token_bytes,
+                                 batch_size=t.micro_batch_size, window_blocks=window_blocks,
+                                 max_tokens=self.hp.data.val_tokens, ctx=self.ctx, device=self.device)
+        return {"val_loss": result.loss, "val_bpb": result.bpb}
+
+    def sample(self) -> str:
+        from engine.sampling import sample_text
+
+        prompt = self.hp.run.sample_prompt
+        return sample_text(self.model, self.tokenizer, prompt, max_new_tokens=self.hp.run.sample_tokens,
+                           temperature=0.8, top_k=50, seed=self.hp.run.seed, device=self.device)
+
+    # ------------------------------------------------------------------ schedule
+    def progress(self) -> float:
+        t = self.hp.train
+        by_steps = self.step / t.num_iterations
+        by_time = self.train_time_s / t.time_budget_s if t.time_budget_s > 0 else 0.0
+        return min(1.0, max(by_steps, by_time))
+
+    def apply_schedule(self) -> float:
+        from engine.muon import Muon, lr_multiplier
+
+        multiplier = lr_multiplier(self.progress(), self.hp.train.cooldown_frac)
+        for opt in self.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * multiplier
+            if isinstance(opt, Muon):
+                # momentum warm-up from the speedrun: 0.85 -> configured over the first 300 steps
+                frac = min(self.step / 300, 1.0)
+                for group in opt.param_groups:
+                    group["momentum"] = (1 - frac) * 0.85 + frac * self.hp.optim.muon_momentum
+        return multiplier
+
+    def window_blocks(self) -> int:
+        from engine.muon import window_blocks_for_progress
+
+        m = self.hp.model
+        return window_blocks_for_progress(self.progress(), m.max_window_tokens, m.attn_block_size)
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_payload(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizers": [opt.state_dict() for opt in self.optimizers],
+            "config": to_dict(self.hp),
+            "tokenizer": self.tokenizer.to_payload(),
+            "data_position": self.stream.state_dict(),
+            "tokens_seen": self.tokens_seen,
+            "train_time_s": self.train_time_s,
+            "kind": self.kind,
+            "parent": self.parent,
+        }
+
+    def save(self) -> Path | None:
+        if not self.ctx.is_main:
+            return None
+        meta = {
+            "tokens_seen": self.tokens_seen, "config_hash": config_hash(self.hp),
+            "tokenizer": self.tokenizer.to_payload()["kind"], "run": self.run_dir.name, "kind": self.kind,
+            "parent": self.parent, "num_params": sum(p.numel() for p in self.model.parameters()),
+            "model": to_dict(self.hp)["model"], "preset": self.hp.preset, **self.last_val,
+        }
+        try:
+            path = save_checkpoint(self.run_dir / "checkpoints", self.step, self.checkpoint_payload(), meta)
+        except CheckpointError as err:
+            # keep training: the previous checkpoint is intact, and the user sees why in the log
+            log.error("error: %s\nhint: %s", err.message, err.hint)
+            self.metrics.write("status", self.step, state="running", message=f"checkpoint failed: {err.message}")
+            return None
+        self.metrics.write("checkpoint", self.step, path=str(path.relative_to(self.run_dir)))
+        return path
+
+    def restore(self) -> None:
+        info = latest_checkpoint(self.run_dir / "checkpoints")
+        if info is None:
+            raise CheckpointError(f"run {self.run_dir.name} has no checkpoint to resume from",
+                                  hint="start it again instead of resuming")
+        data = read_checkpoint_file(info.path, map_location=str(self.device))
+        if data.get("config", {}).get("model") != to_dict(self.hp)["model"]:
+            raise CheckpointError(
+                f"the model in {info.path.name} has another shape than the run's config.toml",
+                hint="resume with the config the run was started with, or start a new run",
+            )
+        load_state_into(self.model, data["model"], str(info.path))
+        for opt, state in zip(self.optimizers, data["optimizers"], strict=True):
+            opt.load_state_dict(state)
+        self.stream.load_state_dict(data["data_position"])
+        self.step, self.tokens_seen = int(data["step"]), int(data["tokens_seen"])
+        self.train_time_s = float(data.get("train_time_s", 0.0))
+        log.info("resumed from %s at step %d", info.path.name, self.step)
+
+    # ------------------------------------------------------------------ the loop
+    def report(self, kind: str, **fields: Any) -> None:
+        if self.metrics is not None:
+            self.metrics.write(kind, self.step, **fields)
+
+    def set_status(self, **fields: Any) -> None:
+        if self.ctx.is_main:
+            update_status(self.run_dir, step=self.step, total_steps=self.hp.train.num_iterations, **fields)
+
+    def finished(self) -> bool:
+        return self.step >= self.hp.train.num_iterations or self.progress() >= 1.0
+
+    def train_step(self) -> float:
+        accumulation = self.accumulation
+        window = self.window_blocks()
+        total = 0.0
+        for _ in range(accumulation):
+            inputs, targets, mask = self.next_batch()
+            loss = self.model(inputs, targets, window, loss_mask=mask)
+            (loss / accumulation).backward()
+            total += loss.detach()
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        all_reduce_mean_(grads, self.ctx.world_size)
+        multiplier = self.apply_schedule()
+        for opt in self.optimizers:
+            opt.step()
+        self.model.zero_grad(set_to_none=True)
+        self.last_multiplier = multiplier
+        return float(total) / accumulation
+
+    def periodic(self, every: int) -> bool:
+        return every > 0 and self.step % every == 0
+
+    def run(self) -> str:
+        """Train until done or stopped; returns the end state."""
+        hp, r = self.hp, self.hp.run
+        total = hp.train.num_iterations
+        self.set_status(state="running", message="training")
+        self.report("status", state="running", message=f"{self.kind} on {self.device}, {self.ctx.world_size} process(es)")
+        tokens_per_step = hp.train.batch_size * hp.train.train_seq_len
+        if self.step == 0 and r.val_every:
+            self.run_validation()
+        while not self.finished():
+            if any_rank(self.stop.requested, self.ctx):
+                self.run_validation()
+                self.save()
+                self.end("stopped", f"stopped at step {self.step}")
+                return "stopped"
+            start = time.perf_counter()
+            loss = self.train_step()
+            if not math.isfinite(loss):
+                raise EngineError(f"the training loss became {loss} at step {self.step + 1}",
+                                  hint="lower the learning rates (optim.*) or check the data")
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - start
+            self.train_time_s += elapsed
+            self.step += 1
+            self.tokens_seen += tokens_per_step
+            if self.periodic(r.log_every) or self.step == 1 or self.finished():
+                self.report("train", loss=round(loss, 5), lr=round(self.last_multiplier, 5), tokens=self.tokens_seen,
+                            tokens_per_s=round(tokens_per_step / elapsed, 1), step_time_ms=round(elapsed * 1000, 2))
+                if self.ctx.is_main:
+                    print(f"step:{self.step}/{total} train_loss:{loss:.4f} train_time:{self.train_time_s * 1000:.0f}ms "
+                          f"step_avg:{self.train_time_s * 1000 / self.step:.2f}ms", flush=True)
+            if self.finished():
+                break
+            if self.periodic(r.val_every):
+                self.run_validation()
+            if self.periodic(r.sample_every):
+                self.run_sample()
+            if self.periodic(r.checkpoint_every):
+                self.save()
+        self.run_validation()
+        self.run_sample()
+        self.save()
+        self.end("finished", f"finished {self.step} steps")
+        return "finished"
+
+    def run_validation(self) -> None:
+        self.last_val = self.validate(self.window_blocks())
+        self.report("val", tokens=self.tokens_seen, **{k: round(v, 5) for k, v in self.last_val.items()})
+        if self.ctx.is_main:
+            print(f"step:{self.step}/{self.hp.train.num_iterations} val_loss:{self.last_val['val_loss']:.4f} "
+                  f"val_bpb:{self.last_val.get('val_bpb', float('nan')):.4f} train_time:{self.train_time_s * 1000:.0f}ms "
+                  f"step_avg:{self.train_time_s * 1000 / max(self.step, 1):.2f}ms", flush=True)
+            self.set_status(state="running", message="training")
+
+    def run_sample(self) -> None:
+        if self.ctx.is_main and self.hp.run.sample_tokens:
+            self.report("sample", text=self.sample())
+
+    def end(self, state: str, message: str) -> None:
+        self.report("status", state=state, message=message)
+        self.set_status(state=state, message=message, ended_at=time.time())
+        if self.metrics is not None:
+            self.metrics.sync()
+            self.metrics.close()
+
+
+def run_entry_point(run_dir: Path, build: Callable[[StopSignal], Trainer]) -> int:
+    """Run a trainer, turning every failure into a `failed` status with a readable message."""
+    stop = StopSignal()
+    stop.install()
+    rank = int(os.environ.get("RANK", "0"))
+    trainer: Trainer | None = None
+    try:
+        trainer = build(stop)
+        trainer.run()
+        return 0
+    except EngineError as err:
+        print(f"error: {err.message}" + (f"\nhint: {err.hint}" if err.hint else ""), file=sys.stderr, flush=True)
+        _record_failure(run_dir, rank, err.message, trainer)
+        return 1
+    except torch.OutOfMemoryError as err:
+        error = DeviceError("the device ran out of memory",
+                            hint="lower train.micro_batch_size or train.train_seq_len (more accumulation steps keep the batch)")
+        print(f"error: {error.message}: {str(err).splitlines()[0]}\nhint: {error.hint}", file=sys.stderr, flush=True)
+        _record_failure(run_dir, rank, error.message, trainer)
+        return 1
+    except Exception as err:  # noqa: BLE001 - the log keeps the traceback; status gets the one-line reason
+        traceback.print_exc()
+        _record_failure(run_dir, rank, f"{type(err).__name__}: {err}", trainer)
+        return 1
+    finally:
+        if trainer is not None:
+            shutdown(trainer.ctx)
+
+
+def _record_failure(run_dir: Path, rank: int, message: str, trainer: Trainer | None) -> None:
+    if rank != 0 or not run_dir.is_dir():
+        return
+    if trainer is not None and trainer.metrics is not None:
+        trainer.report("status", state="failed", message=message)
+    update_status(run_dir, state="failed", message=message, ended_at=time.time())
