@@ -420,6 +420,21 @@ def apply_overrides(hp: Hyperparameters, overrides: list[str]) -> Hyperparameter
     return from_dict(data, source="--set", base=hp) if data else hp
 
 
+GPT2_VOCAB_SIZE = 50257
+GPT2_EOT_ID = 50256
+
+
+def align_vocab(hp: Hyperparameters) -> Hyperparameters:
+    """Make the model's vocabulary and document separator follow the tokenizer the data uses."""
+    if hp.data.tokenizer == "bpe":
+        vocab, bos = hp.data.bpe_vocab_size, 0  # trained BPE reserves id 0 for <|bos|>
+    else:
+        vocab, bos = GPT2_VOCAB_SIZE, GPT2_EOT_ID
+    if (hp.model.vocab_size, hp.model.bos_id) == (vocab, bos):
+        return hp
+    return dataclasses.replace(hp, model=dataclasses.replace(hp.model, vocab_size=vocab, bos_id=bos))
+
+
 def config_hash(hp: Hyperparameters) -> str:
     """Short stable hash of the model shape, used to refuse resuming into a different model."""
     text = json.dumps(to_dict(hp)["model"], sort_keys=True)

@@ -1,0 +1,1 @@
+"""nanogpt-tui: the Textual app and the command line for the engine."""

@@ -1,0 +1,59 @@
+"""`nanogpt-tui runs`, `stop`, `resume`, `delete`: manage run directories from scripts."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from engine.runs import RunInfo, RunManager
+
+
+def _fmt(value: float | None, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_run(run: RunInfo) -> str:
+    started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started_at)) if run.started_at else "-"
+    return (f"{run.name:<36} {run.kind:<9} {run.state:<9} {run.step:>6}/{run.total_steps:<6} "
+            f"loss {_fmt(run.last_loss)}  val {_fmt(run.last_val_loss)}  {started}")
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    runs = RunManager().list_runs()
+    if not runs:
+        print("no runs yet: start one with  nanogpt-tui train")
+        return 0
+    for run in runs:
+        print(format_run(run))
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    RunManager().stop(args.name)
+    print(f"asked {args.name} to save a checkpoint and stop")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    manager = RunManager()
+    manager.get(args.name)
+    if not args.yes:
+        answer = input(f"delete run {args.name} and all its checkpoints? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("kept")
+            return 0
+    manager.delete(args.name)
+    print(f"deleted {args.name}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    runs = subparsers.add_parser("runs", help="list runs and their state")
+    runs.set_defaults(func=cmd_runs)
+    stop = subparsers.add_parser("stop", help="stop a running run (it saves a checkpoint first)")
+    stop.add_argument("name")
+    stop.set_defaults(func=cmd_stop)
+    delete = subparsers.add_parser("delete", help="delete a run directory")
+    delete.add_argument("name")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    delete.set_defaults(func=cmd_delete)
