@@ -1,0 +1,1 @@
+"""Data: tokenizers, text corpora and modded-nanogpt `.bin` token shards."""

@@ -1,0 +1,218 @@
+"""Muon optimiser, the seed's optimiser split (Muon + Adam) and the LR / attention-window schedules.
+
+Muon = SGD with Nesterov momentum whose update is replaced by an approximately orthogonal matrix
+(Newton–Schulz iteration). With several ranks each rank orthogonalises a share of the matrices
+and an all-gather hands every rank every update, as in modded-nanogpt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from engine.config import OptimConfig, next_multiple_of_n
+
+# quintic coefficients chosen to maximise the slope at zero; singular values land in ~(0.5, 1.5)
+_NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+def zeropower_via_newtonschulz5(G: Tensor, steps: int = 5, dtype: torch.dtype | None = None) -> Tensor:
+    """Approximate U V^T of G = U S V^T for the last two dims; returns `dtype` (bf16 on CUDA, fp32 else).
+
+    Not compiled here so importing stays cheap; callers may wrap it in torch.compile.
+    """
+    assert G.ndim >= 2, f"Newton-Schulz needs a matrix or a batch of matrices, got shape {tuple(G.shape)}"
+    if dtype is None:
+        dtype = torch.bfloat16 if G.is_cuda else torch.float32
+    a, b, c = _NS_COEFFICIENTS
+    X = G.to(dtype)
+    # iterate on the wide orientation so X @ X^T is the smaller Gram matrix
+    transposed = G.size(-2) > G.size(-1)
+    if transposed:
+        X = X.mT  # (..., cols, rows)
+    # Frobenius norm bounds the spectral norm, so every singular value starts in [0, 1]
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    for _ in range(steps):
+        A = X @ X.mT  # (..., m, m) with m = min(rows, cols)
+        B = b * A + c * A @ A
+        X = a * X + B @ X
+    if transposed:
+        X = X.mT  # back to (..., rows, cols)
+    return X
+
+
+Orthogonalize = Callable[[Tensor, int], Tensor]
+
+
+class Muon(torch.optim.Optimizer):
+    """MomentUm Orthogonalized by Newton-Schulz, for the 2-D hidden weights only.
+
+    Params are grouped by size so that the updates of one group fit one (world_size, numel) buffer
+    for the all-gather. Groups hold only plain numbers, so state_dict survives weights_only loads.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 0.02,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_steps: int = 5,
+        rank: int = 0,
+        world_size: int = 1,
+        orthogonalize: Orthogonalize = zeropower_via_newtonschulz5,
+    ) -> None:
+        assert 0 <= rank < world_size, f"rank {rank} outside world_size {world_size}"
+        self.rank = rank
+        self.world_size = world_size
+        # a plain attribute (not a group entry) so a caller can swap in a compiled version
+        self.orthogonalize = orthogonalize
+        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps)
+        param_list = list(params)
+        # first-appearance order keeps the grouping identical on every rank and every run
+        sizes = dict.fromkeys(p.numel() for p in param_list)
+        groups = [{"params": [p for p in param_list if p.numel() == size]} for size in sizes]
+        super().__init__(groups, defaults)
+
+    def _orthogonalised_update(self, param: Tensor, group: dict) -> Tensor | None:
+        """Advance the momentum of `param` and return its orthogonalised update (param's shape and dtype)."""
+        grad = param.grad
+        if grad is None:
+            return None
+        state = self.state[param]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(grad)
+        buf: Tensor = state["momentum_buffer"]
+        buf.lerp_(grad, 1 - group["momentum"])
+        # out-of-place so the caller's .grad is left as it was
+        direction = grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
+        return self.orthogonalize(direction, group["ns_steps"]).to(param.dtype)
+
+    @staticmethod
+    def _apply(param: Tensor, update: Tensor, lr: float) -> None:
+        # tall matrices get a larger step so the per-element RMS matches that of wide ones
+        scale = max(1.0, param.size(-2) / param.size(-1)) ** 0.5
+        param.add_(update.view_as(param), alpha=-lr * scale)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            if self.world_size == 1:
+                for param in group["params"]:
+                    update = self._orthogonalised_update(param, group)
+                    if update is not None:
+                        self._apply(param, update, group["lr"])
+            else:
+                self._sharded_step(group)
+        return loss
+
+    def _sharded_step(self, group: dict) -> None:
+        """Rank r orthogonalises params r, r+W, r+2W, …; an async all-gather of each chunk of W
+        updates overlaps with the Newton-Schulz work of the next chunk."""
+        params: list[Tensor] = group["params"]
+        first = params[0]
+        # one row per rank; (world_size, numel) in the params' dtype
+        gathered = torch.empty(self.world_size, first.numel(), dtype=first.dtype, device=first.device)
+        rows = list(gathered.unbind(0))
+        pending: tuple[dist.Work, list[Tensor]] | None = None
+
+        def apply_pending() -> None:
+            assert pending is not None
+            handle, chunk = pending
+            handle.wait()
+            for param, row in zip(chunk, rows):
+                self._apply(param, row, group["lr"])
+
+        for base in range(0, len(params), self.world_size):
+            index = base + self.rank
+            update = self._orthogonalised_update(params[index], group) if index < len(params) else None
+            # a rank without a param (or without a grad) still joins the collective; zeros change nothing
+            flat = update.flatten() if update is not None else torch.zeros_like(rows[self.rank])
+            if pending is not None:
+                apply_pending()  # the rows are reused by the next all-gather
+            # list all_gather works on both NCCL and gloo (gloo lacks all_gather_into_tensor)
+            handle = dist.all_gather(rows, flat, async_op=True)
+            assert handle is not None
+            pending = (handle, params[base : base + self.world_size])
+        apply_pending()
+
+
+def setup_optimizers(
+    model: nn.Module, optim: OptimConfig, rank: int = 0, world_size: int = 1
+) -> list[torch.optim.Optimizer]:
+    """[Adam(head, embeddings, scalars), Muon(hidden matrices)], each group with `initial_lr`."""
+    hidden_matrices = [p for name, p in model.blocks.named_parameters() if p.ndim >= 2 and "embed" not in name]
+    head = [model.lm_head.weight]
+    embeddings = [p for name, p in model.named_parameters() if "embed" in name]
+    scalars = [p for p in model.parameters() if p.ndim < 2]
+    covered = {id(p) for p in hidden_matrices + head + embeddings + scalars}
+    missing = [name for name, p in model.named_parameters() if id(p) not in covered]
+    assert not missing, f"parameters assigned to no optimiser: {missing}"
+    assert len(covered) == len(hidden_matrices) + len(head) + len(embeddings) + len(scalars), (
+        "a parameter was assigned to two optimiser groups"
+    )
+
+    adam_groups = [
+        dict(params=group_params, lr=lr)
+        for group_params, lr in [
+            (head, optim.adam_head_lr),
+            (embeddings, optim.adam_embed_lr),
+            (scalars, optim.adam_scalar_lr),
+        ]
+        if group_params
+    ]
+    on_cuda = head[0].is_cuda
+    adam = torch.optim.Adam(
+        adam_groups,
+        betas=(optim.adam_beta1, optim.adam_beta2),
+        eps=optim.adam_eps,
+        fused=True if on_cuda else None,
+    )
+    muon = Muon(
+        hidden_matrices,
+        lr=optim.muon_lr,
+        momentum=optim.muon_momentum,
+        ns_steps=optim.ns_steps,
+        rank=rank,
+        world_size=world_size,
+    )
+    optimizers: list[torch.optim.Optimizer] = [adam, muon]
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["initial_lr"] = group["lr"]
+    return optimizers
+
+
+def lr_multiplier(progress: float, cooldown_frac: float = 0.4) -> float:
+    """1.0, then linear down to 0.1 over the last `cooldown_frac` of training (progress in [0, 1])."""
+    # clamp: a time-budgeted or resumed run can report progress a hair outside [0, 1]
+    x = min(max(progress, 0.0), 1.0)
+    if cooldown_frac <= 0.0 or x < 1.0 - cooldown_frac:
+        return 1.0
+    w = (1.0 - x) / cooldown_frac
+    return w * 1.0 + (1.0 - w) * 0.1
+
+
+def get_lr(step: int, num_iterations: int, cooldown_frac: float = 0.4) -> float:
+    """The seed's step-based schedule: lr_multiplier(step / num_iterations)."""
+    return lr_multiplier(step / num_iterations, cooldown_frac)
+
+
+def window_blocks_for_progress(progress: float, max_window_tokens: int = 1728, block_size: int = 128) -> int:
+    """Long sliding window in attention blocks: max_window_tokens·progress rounded up to a block (>= 1)."""
+    x = min(max(progress, 0.0), 1.0)
+    return next_multiple_of_n(max_window_tokens * x, n=block_size) // block_size
+
+
+def get_window_size_blocks(
+    step: int, num_iterations: int, max_window_tokens: int = 1728, block_size: int = 128
+) -> int:
+    """The seed's window schedule by step: 1 block at step 0, 14 blocks (1792 tokens) at the end."""
+    return window_blocks_for_progress(step / num_iterations, max_window_tokens, block_size)
