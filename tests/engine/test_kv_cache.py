@@ -1,0 +1,97 @@
+"""Cached decoding reproduces the full forward pass, across sliding windows and document boundaries."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.attention import document_ids
+from engine.kv_cache import KVCache
+from engine.model import GPT
+from tests.engine.test_model import TINY, multi_document_tokens, randomized_model
+
+SEQ_LEN = 64  # twice the long window (32 tokens) and four times the short one
+
+
+def _cache(batch_size: int = 2, max_len: int = SEQ_LEN) -> KVCache:
+    return KVCache.allocate(TINY, batch_size, max_len, device="cpu", dtype=torch.float32)
+
+
+def _decode(model: GPT, tokens: torch.Tensor, cache: KVCache, cuts: list[int]) -> torch.Tensor:
+    """Logits of tokens[:, cuts[0]:cuts[-1]] fed through the cache in the chunks between cuts."""
+    chunks = [model.forward_cached(tokens[:, start:end], cache) for start, end in zip(cuts, cuts[1:])]
+    return torch.cat(chunks, dim=1)  # (B, cuts[-1] - cuts[0], padded_vocab)
+
+
+@pytest.fixture
+def model_and_reference() -> tuple[GPT, torch.Tensor, torch.Tensor]:
+    model = randomized_model()
+    tokens = multi_document_tokens(seq_len=SEQ_LEN)
+    with torch.no_grad():
+        reference = model(tokens)  # the full window is the default of both paths
+    return model, tokens, reference
+
+
+def test_token_by_token_decoding_equals_the_full_forward(model_and_reference) -> None:
+    model, tokens, reference = model_and_reference
+    cache = _cache()
+    logits = _decode(model, tokens, cache, list(range(SEQ_LEN + 1)))
+    torch.testing.assert_close(logits, reference, atol=1e-4, rtol=1e-4)
+    assert cache.pos == SEQ_LEN
+    assert torch.equal(cache.docs, document_ids(tokens, TINY.bos_id)), "cached document ids must match the full pass"
+
+
+def test_chunked_decoding_equals_the_full_forward(model_and_reference) -> None:
+    model, tokens, reference = model_and_reference
+    # chunks that start and end inside blocks, and one spanning more than a window
+    logits = _decode(model, tokens, _cache(), [0, 5, 6, 19, 58, 64])
+    torch.testing.assert_close(logits, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_explicit_window_matches_the_full_forward() -> None:
+    model = randomized_model()
+    tokens = multi_document_tokens(seq_len=SEQ_LEN)
+    with torch.no_grad():
+        reference = model(tokens, sliding_window_num_blocks=2)
+    cache = _cache()
+    chunks = [model.forward_cached(tokens[:, start:start + 3], cache, sliding_window_num_blocks=2)
+              for start in range(0, SEQ_LEN, 3)]
+    torch.testing.assert_close(torch.cat(chunks, dim=1), reference, atol=1e-4, rtol=1e-4)
+
+
+def test_crop_and_reset(model_and_reference) -> None:
+    model, tokens, reference = model_and_reference
+    cache = _cache()
+    _decode(model, tokens, cache, [0, 40])
+    cache.crop(20)
+    assert cache.pos == 20
+    # positions 20..39 are rewritten, with different tokens first to prove they are overwritten
+    model.forward_cached(torch.full((2, 20), 7), cache)
+    cache.crop(20)
+    torch.testing.assert_close(_decode(model, tokens, cache, [20, 64]), reference[:, 20:], atol=1e-4, rtol=1e-4)
+    cache.reset()
+    assert cache.pos == 0
+    torch.testing.assert_close(_decode(model, tokens, cache, [0, 64]), reference, atol=1e-4, rtol=1e-4)
+    with pytest.raises(AssertionError, match="crop"):
+        cache.crop(65)
+
+
+def test_cache_layout_and_capacity() -> None:
+    cache = _cache(batch_size=3, max_len=16)
+    assert cache.batch_size == 3 and cache.max_len == 16
+    assert cache.keys[2] is None and cache.values[2] is None, "layer 2 has no attention, so no cache"
+    assert cache.keys[0] is not None and cache.keys[0].shape == (3, 16, TINY.num_heads, TINY.head_dim)
+    model = randomized_model()
+    model.forward_cached(torch.ones(3, 10, dtype=torch.long), cache)
+    with pytest.raises(AssertionError, match="KV cache holds 16 positions"):
+        model.forward_cached(torch.ones(3, 7, dtype=torch.long), cache)
+
+
+def test_rotary_growth_while_decoding_leaves_training_usable() -> None:
+    torch.manual_seed(0)
+    model = GPT(TINY, max_seq_len=8)
+    tokens = multi_document_tokens(seq_len=SEQ_LEN)
+    model.forward_cached(tokens, _cache())  # grows the rotary tables inside inference mode
+    loss = model(tokens[:, :-1], tokens[:, 1:])
+    loss.backward()  # would fail if the grown tables were inference tensors
+    assert model.embed.weight.grad is not None
