@@ -1,0 +1,115 @@
+"""What a configuration costs, computed from its shape alone: parameters, tokens, memory, FLOPs.
+
+Counting follows the modded-nanogpt GPT parameter by parameter, so `num_params` equals the real
+model's count without building it. Memory and FLOPs are estimates for planning, not measurements.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from engine.config import Hyperparameters, ModelConfig
+from engine.errors import ConfigError
+
+# fraction of the measured matmul throughput a training step reaches (attention, norms, optimiser)
+TRAINING_EFFICIENCY = 0.35
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """Size and cost of one configuration."""
+
+    num_params: int
+    tokens_per_step: int
+    # micro-batches each rank accumulates per optimiser step
+    accum_steps: int
+    # saved activations of one micro-batch on one rank, plus the logits
+    activation_bytes_per_rank: int
+    # fp32 weights only (optimiser state adds about twice this)
+    param_bytes: int
+    # forward + backward FLOPs of one optimiser step over all ranks
+    flops_per_step: float
+
+
+def count_params(model: ModelConfig) -> int:
+    """Parameters of GPT(model), counted from the shapes in the state_dict."""
+    dim, attn_dim = model.model_dim, model.num_heads * model.head_dim
+    embed = model.vocab_size * dim
+    value_embeds = model.num_value_embeds * model.vocab_size * attn_dim
+    attention_layers = model.num_layers - len(set(model.no_attention_layers))
+    # qkv_w (3, H*hd, D) + c_proj (D, H*hd) + attn.lambdas (2)
+    attention = attention_layers * (3 * attn_dim * dim + dim * attn_dim + 2)
+    # c_fc (4D, D) + c_proj (D, 4D) + block lambdas (2)
+    blocks = model.num_layers * (8 * dim * dim + 2)
+    lm_head = model.padded_vocab_size * dim
+    skip_weights = model.num_layers // 2
+    return embed + value_embeds + attention + blocks + lm_head + skip_weights
+
+
+def _matmul_params(model: ModelConfig) -> int:
+    """Parameters that take part in a matmul per token (embeddings are lookups)."""
+    embeddings = (1 + model.num_value_embeds) * model.vocab_size * model.model_dim
+    return count_params(model) - embeddings
+
+
+def _bytes_per_element(hp: Hyperparameters) -> int:
+    return 4 if hp.run.device == "cpu" or hp.run.dtype == "float32" else 2
+
+
+def estimate(hp: Hyperparameters, nproc: int = 1) -> Estimate:
+    """Size and cost of `hp` trained on `nproc` ranks; ConfigError when the batch does not split over them."""
+    model, train = hp.model, hp.train
+    per_pass = nproc * train.micro_batch_size
+    if train.batch_size % per_pass:
+        raise ConfigError(
+            f"train.batch_size: must be a multiple of processes x micro_batch_size ({per_pass}), got {train.batch_size}"
+        )
+    num_params = count_params(model)
+    tokens_per_step = train.batch_size * train.train_seq_len
+    micro_tokens = train.micro_batch_size * train.train_seq_len
+    attn_dim = model.num_heads * model.head_dim
+    # per token and layer: residual and norms (4D), q k v y and normed q k (6 H*hd), ReLU² MLP (12D)
+    per_token_layer = 16 * model.model_dim + 6 * attn_dim
+    activation_elements = micro_tokens * model.num_layers * per_token_layer
+    # fp32 logits: the soft-capped copy and its gradient
+    logits_bytes = 2 * micro_tokens * model.padded_vocab_size * 4
+    activation_bytes = activation_elements * _bytes_per_element(hp) + logits_bytes
+    context = min(train.train_seq_len, model.max_window_tokens) / 2
+    attention_layers = model.num_layers - len(set(model.no_attention_layers))
+    # QK^T and AV: 4*H*hd*context per token forward, three times that with the backward
+    attention_flops = 12 * attention_layers * attn_dim * context
+    flops_per_step = tokens_per_step * (6 * _matmul_params(model) + attention_flops)
+    return Estimate(
+        num_params=num_params,
+        tokens_per_step=tokens_per_step,
+        accum_steps=train.batch_size // per_pass,
+        activation_bytes_per_rank=int(activation_bytes),
+        param_bytes=num_params * 4,
+        flops_per_step=float(flops_per_step),
+    )
+
+
+def measure_matmul_flops(device: str = "cpu", seconds: float = 0.3) -> float:
+    """FLOP/s of square matmuls on `device` (imports torch; call it off the UI thread)."""
+    import torch
+
+    size, dtype = (4096, torch.bfloat16) if device == "cuda" else (512, torch.float32)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    (a @ b).sum().item()  # warm-up, and a sync on CUDA
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        c = a @ b
+        count += 1
+    c.sum().item()
+    elapsed = time.perf_counter() - start
+    return 2 * size**3 * count / elapsed
+
+
+def training_seconds(est: Estimate, hp: Hyperparameters, flops_per_s: float, devices: int = 1) -> float:
+    """Rough wall time of the whole run on `devices` devices of the measured speed; a time budget caps it."""
+    seconds = est.flops_per_step * hp.train.num_iterations / (flops_per_s * TRAINING_EFFICIENCY * devices)
+    if hp.train.time_budget_s > 0:
+        seconds = min(seconds, hp.train.time_budget_s)
+    return seconds

@@ -1,0 +1,165 @@
+"""The nanogpt-tui Textual app: one mode per top-level screen, the engine injected as a Protocol."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.theme import Theme
+
+from engine.config import PRESETS, Hyperparameters, preset
+from engine.errors import EngineError
+from engine.metrics import MetricsReader
+from engine.runs import RunInfo, RunManager, available_devices
+from nanogpt_tui.screens.coming import ComingScreen
+from nanogpt_tui.screens.help import HelpScreen
+from nanogpt_tui.screens.runs import RunsScreen
+from nanogpt_tui.settings import Settings, load_settings, save_settings
+
+# set by benchmarks/tui.py: the app exits as soon as its first frame is on screen
+EXIT_AFTER_FIRST_FRAME_ENV = "NANOGPT_TUI_EXIT_AFTER_FIRST_FRAME"
+
+
+class Engine(Protocol):
+    """What the screens need from the engine; tests pass a fake or a RunManager over a temp dir."""
+
+    def list_runs(self) -> list[RunInfo]: ...
+    def get(self, name: str) -> RunInfo: ...
+    def create(self, hp: Hyperparameters, name: str | None = None, *, nproc: int = 1, nnodes: int = 1,
+               node_rank: int = 0, rdzv_endpoint: str | None = None) -> RunInfo: ...
+    def launch(self, name: str, *, resume: bool = False) -> RunInfo: ...
+    def create_and_launch(self, hp: Hyperparameters, name: str | None = None, *, nproc: int = 1) -> RunInfo: ...
+    def stop(self, name: str) -> None: ...
+    def resume(self, name: str) -> RunInfo: ...
+    def delete(self, name: str) -> None: ...
+    def torchrun_command(self, name: str, *, node_rank: int | None = None) -> list[str]: ...
+    def run_dir(self, name: str) -> Path: ...
+    def metrics_reader(self, name: str) -> MetricsReader: ...
+    def presets(self) -> list[str]: ...
+    def preset(self, name: str) -> Hyperparameters: ...
+    def detect_devices(self, device: str) -> tuple[str, int]: ...
+    def measure_throughput(self, device: str) -> float: ...
+
+
+class LocalEngine(RunManager):
+    """The real engine: runs under a folder on this machine; torch only inside the slow calls."""
+
+    def metrics_reader(self, name: str) -> MetricsReader:
+        return MetricsReader(self.run_dir(name) / "metrics.jsonl")
+
+    def presets(self) -> list[str]:
+        return list(PRESETS)
+
+    def preset(self, name: str) -> Hyperparameters:
+        return preset(name)
+
+    def detect_devices(self, device: str) -> tuple[str, int]:
+        return available_devices(device)
+
+    def measure_throughput(self, device: str) -> float:
+        from engine.estimate import measure_matmul_flops
+
+        return measure_matmul_flops(device)
+
+
+def error_text(error: BaseException) -> str:
+    """An error as the user reads it: an EngineError's message and hint, anything else with its class."""
+    if isinstance(error, EngineError):
+        return f"{error.message}\n{error.hint}" if error.hint else error.message
+    return f"{type(error).__name__}: {error}"
+
+
+class NanoGPTApp(App[None]):
+    """Train, follow and compare modded-nanogpt runs from the terminal."""
+
+    TITLE = "nanogpt-tui"
+    CSS_PATH = "app.tcss"
+    # one mode per top-level screen; a later screen plugs in by replacing its entry
+    MODES: ClassVar[dict[str, str | Callable[[], Screen]]] = {
+        "runs": RunsScreen,
+        "checkpoints": partial(ComingScreen, "Checkpoints", "browse, inspect, delete and import checkpoints"),
+        "evaluate": partial(ComingScreen, "Evaluate", "measure the validation loss and bits per byte of a checkpoint and show samples"),
+        "chat": partial(ComingScreen, "Chat", "chat with a checkpoint, with streaming replies and sampling sliders"),
+    }
+    DEFAULT_MODE = "runs"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("1", "switch_mode('runs')", "Runs", show=False),
+        Binding("2", "switch_mode('checkpoints')", "Checkpoints", show=False),
+        Binding("3", "switch_mode('evaluate')", "Evaluate", show=False),
+        Binding("4", "switch_mode('chat')", "Chat", show=False),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("ctrl+t", "toggle_dark", "Dark/light"),
+    ]
+
+    def __init__(self, engine: Engine | None = None, settings: Settings | None = None, *,
+                 clock: Callable[[], float] = time.time, exit_after_first_frame: bool = False) -> None:
+        self.settings = settings if settings is not None else load_settings()
+        self.engine: Engine = engine if engine is not None else LocalEngine(self.settings.runs_root())
+        # wall clock for durations of running runs; tests fix it so snapshots do not change
+        self.clock = clock
+        self._exit_after_first_frame = exit_after_first_frame
+        super().__init__()
+        self.theme = self.settings.theme
+
+    def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, self._save_theme)
+        if self._exit_after_first_frame:
+            self.call_after_refresh(self.exit)
+
+    def _save_theme(self, theme: Theme) -> None:
+        if theme.name != self.settings.theme:
+            self.update_settings(dataclasses.replace(self.settings, theme=theme.name))
+
+    def update_settings(self, settings: Settings) -> None:
+        self.settings = settings
+        save_settings(settings)
+
+    def show_error(self, error: BaseException, title: str = "Error") -> None:
+        self.notify(error_text(error), title=title, severity="error", timeout=8)
+
+    def action_toggle_dark(self) -> None:
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.key_sections()))
+
+    def key_sections(self) -> list[tuple[str, list[Binding]]]:
+        """Every key of the app and of each screen class, for the help screen."""
+        from nanogpt_tui.screens.compare import CompareScreen
+        from nanogpt_tui.screens.dashboard import DashboardScreen
+        from nanogpt_tui.screens.log import LogScreen
+        from nanogpt_tui.screens.new_run import NewRunScreen
+
+        sections = [("Everywhere", _bindings(type(self)))]
+        for screen in (RunsScreen, NewRunScreen, DashboardScreen, CompareScreen, LogScreen):
+            sections.append((screen.HELP_TITLE, _bindings(screen)))
+        return sections
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for mode in self.MODES:
+            yield SystemCommand(f"Go to {mode.title()}", f"Switch to the {mode} screen", partial(self.switch_mode, mode))
+        yield SystemCommand("Help", "List every key", self.action_help)
+        yield SystemCommand("Dark/light", "Toggle between the dark and the light theme", self.action_toggle_dark)
+        for binding in _bindings(type(screen)):
+            yield SystemCommand(binding.description, f"{binding.key_display or binding.key} on this screen",
+                                partial(screen.run_action, binding.action))
+
+
+def _bindings(cls: type) -> list[Binding]:
+    """The described bindings a class declares itself (not inherited ones)."""
+    return [b for b in cls.__dict__.get("BINDINGS", []) if isinstance(b, Binding) and b.description]
+
+
+def run_app() -> None:
+    """Start the app in this terminal (what `nanogpt-tui` with no arguments does)."""
+    NanoGPTApp(exit_after_first_frame=bool(os.environ.get(EXIT_AFTER_FIRST_FRAME_ENV))).run()

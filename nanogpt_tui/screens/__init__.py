@@ -1,0 +1,1 @@
+"""Screens of the app: runs, new run, dashboard, comparison, log, help."""

@@ -1,0 +1,69 @@
+"""What every screen of the app shares: typed access to the app and its engine, cancellable polling."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
+
+from textual import on, work
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState, get_current_worker
+
+if TYPE_CHECKING:
+    from nanogpt_tui.app import Engine, NanoGPTApp
+
+ResultType = TypeVar("ResultType")
+
+# how often a sleeping worker looks whether it was cancelled (bounds the delay of quitting)
+CANCEL_CHECK_S = 0.1
+# worker group of stop, resume and delete
+RUN_ACTION = "run-action"
+
+
+class AppScreen(Screen[ResultType]):
+    """A screen of NanoGPTApp."""
+
+    HELP_TITLE: ClassVar[str] = ""
+
+    @property
+    def nanogpt(self) -> NanoGPTApp:
+        return cast("NanoGPTApp", self.app)
+
+    @property
+    def engine(self) -> Engine:
+        return self.nanogpt.engine
+
+    @on(Worker.StateChanged)
+    def _worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.SUCCESS:
+            self.worker_succeeded(event.worker)
+        elif event.state == WorkerState.ERROR and event.worker.error is not None:
+            self.worker_failed(event.worker, event.worker.error)
+
+    def worker_succeeded(self, worker: Worker[object]) -> None:
+        """Called with each finished worker of this screen; one-shot workers deliver results here."""
+        if worker.group == RUN_ACTION:
+            self.notify(str(worker.result))
+
+    @work(thread=True, group=RUN_ACTION, exit_on_error=False)
+    def run_engine_action(self, done: str, name: str, call: Callable[[str], object]) -> str:
+        """Call `call(name)` off the UI thread; `done` is what the user is told when it returns."""
+        call(name)
+        return f"{name}: {done}"
+
+    def worker_failed(self, worker: Worker[object], error: BaseException) -> None:
+        """Any worker error is shown; the screen stays usable."""
+        self.nanogpt.show_error(error)
+
+
+def keep_polling(interval: float) -> bool:
+    """Sleep `interval` seconds in a thread worker; False as soon as the worker is cancelled."""
+    worker = get_current_worker()
+    deadline = time.monotonic() + interval
+    while not worker.is_cancelled:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return True
+        time.sleep(min(left, CANCEL_CHECK_S))
+    return False

@@ -1,0 +1,184 @@
+"""The dashboard of one run: live loss curves, progress, throughput, GPUs, the latest sample and the log."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.events import Resize
+from textual.widgets import Footer, Header, ProgressBar, Sparkline, Static
+
+from engine.runs import RunInfo
+from nanogpt_tui.messages import GpuStatsRead, MetricsFollowed, RunStatusRead
+from nanogpt_tui.screens.base import AppScreen, keep_polling
+from nanogpt_tui.widgets import format as fmt
+from nanogpt_tui.widgets.gpu import format_gpu_stats, read_gpu_stats
+from nanogpt_tui.widgets.log_tail import LogTail
+from nanogpt_tui.widgets.loss_plot import MIN_POINTS, LossPlot
+from nanogpt_tui.widgets.series import RunSeries, SeriesSnapshot
+
+# metrics are looked at 4 times a second, so the plot is redrawn at most that often
+FOLLOW_INTERVAL_S = 0.25
+STATUS_EVERY_TICKS = 4
+GPU_POLL_S = 2.0
+FAILED_LOG_LINES = 8
+
+
+class DashboardScreen(AppScreen[None]):
+    """Follows one run through its run directory; works the same for a run started by another process."""
+
+    HELP_TITLE = "Dashboard"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back"),
+        Binding("s", "stop_run", "Stop"),
+        Binding("r", "resume_run", "Resume"),
+        Binding("x", "toggle_plot('by_tokens')", "Steps/tokens"),
+        Binding("g", "toggle_plot('log_scale')", "Log scale"),
+        Binding("m", "toggle_plot('smooth')", "Smoothing"),
+        Binding("f", "follow_log", "Follow log"),
+        Binding("l", "open_log", "Full log"),
+    ]
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.run_name = name
+        self._info: RunInfo | None = None
+        self._snapshot: SeriesSnapshot | None = None
+        # read by the follow worker: how many points per curve are worth sending
+        self._max_points = MIN_POINTS
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="run-bar"):
+            yield Static(self.run_name, id="run-title")
+            yield ProgressBar(show_eta=False, id="progress")
+            yield Static("", id="eta")
+        yield Static("", id="outcome")
+        with Horizontal(id="dash-main"):
+            yield LossPlot("loss", id="loss-plot")
+            with Vertical(id="dash-side"):
+                yield Static("waiting for the first metrics…", id="stats")
+                yield Static("tokens/s", classes="caption")
+                yield Sparkline([], id="tokens-per-s")
+                yield Static("", id="gpu")
+                yield Static("", id="sample")
+        yield LogTail(id="log-tail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._follow()
+        self._poll_gpu()
+        self.query_one(LogTail).follow(self.engine.run_dir(self.run_name) / "train.log")
+
+    @on(Resize)
+    def _resized(self) -> None:
+        self._max_points = self.query_one(LossPlot).max_points
+
+    @work(thread=True, exclusive=True, group="follow", exit_on_error=False)
+    def _follow(self) -> None:
+        engine, name = self.engine, self.run_name
+        reader, series = engine.metrics_reader(name), RunSeries()
+        tick = 0
+        while True:
+            events = reader.read_new()
+            if events or tick == 0:
+                series.add(events)
+                self.post_message(MetricsFollowed(series.snapshot(self._max_points)))
+            if tick % STATUS_EVERY_TICKS == 0:
+                self.post_message(RunStatusRead(engine.get(name)))
+            tick += 1
+            if not keep_polling(FOLLOW_INTERVAL_S):
+                return
+
+    @work(thread=True, exclusive=True, group="gpu", exit_on_error=False)
+    def _poll_gpu(self) -> None:
+        while True:
+            stats = read_gpu_stats()
+            self.post_message(GpuStatsRead(stats))
+            if stats is None or not keep_polling(GPU_POLL_S):
+                return
+
+    @on(MetricsFollowed)
+    def _metrics(self, event: MetricsFollowed) -> None:
+        snap = self._snapshot = event.snapshot
+        self.query_one(LossPlot).set_curves({"train": snap.train, "val": snap.val})
+        self.query_one("#tokens-per-s", Sparkline).data = list(snap.tokens_per_s)
+        val = fmt.loss(snap.last_val_loss)
+        if snap.last_val_bpb is not None:
+            val += f" ({snap.last_val_bpb:.3f} bpb)"
+        lr = "—" if snap.lr is None else f"×{snap.lr:.3f}"
+        self.query_one("#stats", Static).update(
+            f"loss  {fmt.loss(snap.last_loss)}\nval   {val}\nlr    {lr}\ntok/s {fmt.rate(snap.last_tokens_per_s)}"
+        )
+        if snap.sample:
+            self.query_one("#sample", Static).update(f"[b]sample at step {snap.sample_step}[/b]\n{snap.sample}")
+        self._show_progress()
+
+    @on(RunStatusRead)
+    def _status(self, event: RunStatusRead) -> None:
+        self._info = info = event.info
+        style = fmt.STATE_STYLES.get(info.state, "")
+        self.query_one("#run-title", Static).update(f"[b]{info.name}[/b] · {info.preset} · [{style}]{info.state}[/]")
+        outcome = self.query_one("#outcome", Static)
+        outcome.display = info.state in ("finished", "failed", "stopped")
+        outcome.set_class(info.state == "failed", "failed")
+        outcome.update(self._outcome_text(info))
+        self._show_progress()
+
+    def _outcome_text(self, info: RunInfo) -> str:
+        if info.state == "finished":
+            return f"Finished at step {info.step}."
+        if info.state == "stopped":
+            return f"Stopped at step {info.step}; press r to resume from its last checkpoint."
+        if info.state != "failed":
+            return ""
+        last_lines = [line for line in self.query_one(LogTail).lines if line.strip()][-FAILED_LOG_LINES:]
+        reason = info.message.splitlines()[0] if info.message else "no reason recorded"
+        return "\n".join([f"Failed: {reason}", *last_lines])
+
+    def _show_progress(self) -> None:
+        info, snap = self._info, self._snapshot
+        if info is None:
+            return
+        step = max(info.step, snap.step if snap else 0)
+        bar = self.query_one(ProgressBar)
+        bar.update(total=info.total_steps or None, progress=step)
+        eta = "—"
+        if info.state == "running" and snap is not None and snap.step_time_ms and info.total_steps:
+            eta = fmt.duration(max(0, info.total_steps - step) * snap.step_time_ms / 1000)
+        total = f"/{info.total_steps}" if info.total_steps else ""
+        self.query_one("#eta", Static).update(f"step {step}{total} · ETA {eta}")
+
+    @on(GpuStatsRead)
+    def _gpu(self, event: GpuStatsRead) -> None:
+        self.query_one("#gpu", Static).update(format_gpu_stats(event.devices))
+
+    def action_toggle_plot(self, setting: str) -> None:
+        self.query_one(LossPlot).toggle(setting)
+
+    def action_follow_log(self) -> None:
+        following = self.query_one(LogTail).toggle_follow()
+        self.notify(f"Following the log: {'on' if following else 'off'}")
+
+    def action_open_log(self) -> None:
+        from nanogpt_tui.screens.log import LogScreen
+
+        self.app.push_screen(LogScreen(self.run_name))
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_stop_run(self) -> None:
+        if self._info is None or self._info.state != "running":
+            self.notify("The run is not running.", severity="warning")
+            return
+        self.run_engine_action("stop requested: the run saves a checkpoint and stops", self.run_name, self.engine.stop)
+
+    def action_resume_run(self) -> None:
+        if self._info is not None and self._info.state == "running":
+            self.notify("The run is already running.", severity="warning")
+            return
+        self.run_engine_action("resumed", self.run_name, self.engine.resume)

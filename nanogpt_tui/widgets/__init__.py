@@ -1,0 +1,1 @@
+"""Widgets and the Textual-free helpers behind them."""

@@ -1,0 +1,51 @@
+"""A plotext chart of loss curves with x axis (steps or tokens), log-scale and smoothing toggles."""
+
+from __future__ import annotations
+
+from textual_plotext import PlotextPlot
+
+from nanogpt_tui.widgets.series import Curve
+
+# the worker keeps about two points per column (plotext's braille marker has two per cell)
+POINTS_PER_COLUMN = 2
+MIN_POINTS = 80
+
+
+class LossPlot(PlotextPlot):
+    """Draws labelled curves; the toggles only change how the same data is drawn."""
+
+    def __init__(self, title: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._title = title
+        self._curves: dict[str, Curve] = {}
+        self.by_tokens = False
+        self.log_scale = False
+        self.smooth = False
+
+    @property
+    def max_points(self) -> int:
+        """How many points per curve are worth drawing at the current width."""
+        return max(MIN_POINTS, POINTS_PER_COLUMN * self.size.width)
+
+    def set_curves(self, curves: dict[str, Curve]) -> None:
+        self._curves = curves
+        self._draw()
+
+    def toggle(self, setting: str) -> None:
+        """Flip one of by_tokens, log_scale, smooth and redraw."""
+        setattr(self, setting, not getattr(self, setting))
+        self._draw()
+
+    def _draw(self) -> None:
+        plt = self.plt
+        plt.clear_data()
+        for label, curve in self._curves.items():
+            xs = curve.tokens if self.by_tokens else curve.steps
+            ys = curve.smoothed if self.smooth else curve.values
+            if xs:
+                plt.plot(list(xs), list(ys), label=label, marker="braille")
+        plt.yscale("log" if self.log_scale else "linear")
+        flags = [name for name, on in (("log", self.log_scale), ("smoothed", self.smooth)) if on]
+        plt.title(self._title + (f" ({', '.join(flags)})" if flags else ""))
+        plt.xlabel("tokens" if self.by_tokens else "step")
+        self.refresh()

@@ -1,0 +1,119 @@
+"""Fixtures for the TUI tests: fake run directories written here, and an engine that never imports torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.config import Hyperparameters, preset
+from engine.runs import RunInfo
+from nanogpt_tui.app import LocalEngine, NanoGPTApp
+from nanogpt_tui.settings import Settings
+
+# a fixed "now" for snapshots: 2025-01-02 12:00 UTC
+FIXED_NOW = 1735819200.0
+
+
+class FakeEngine(LocalEngine):
+    """RunManager over the test's folder; device detection, measuring and launching are faked."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.launched: list[tuple[Hyperparameters, str | None, int]] = []
+
+    def detect_devices(self, device: str) -> tuple[str, int]:
+        return "cpu", 2
+
+    def measure_throughput(self, device: str) -> float:
+        return 2e10
+
+    def create_and_launch(self, hp: Hyperparameters, name: str | None = None, **kwargs: Any) -> RunInfo:
+        info = self.create(hp, name, **kwargs)
+        self.launched.append((hp, info.name, kwargs.get("nproc", 1)))
+        return info
+
+
+def write_run(root: Path, name: str, *, state: str = "finished", steps: int = 0, total: int = 100,
+              val_every: int = 0, pid: int | None = None, created_at: float = FIXED_NOW - 3600,
+              started_at: float | None = FIXED_NOW - 3000, ended_at: float | None = FIXED_NOW - 600,
+              preset_name: str = "shakespeare-cpu", message: str = "", log: str = "",
+              sample: str = "") -> Path:
+    """A run directory as the engine leaves it: run.json, status.json, metrics.jsonl, train.log."""
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({
+        "name": name, "kind": "pretrain", "preset": preset_name, "created_at": created_at, "nproc": 1,
+        "nnodes": 1, "command": [], "parent": None, "total_steps": total,
+    }))
+    (run_dir / "status.json").write_text(json.dumps({
+        "state": state, "pid": pid, "started_at": started_at, "ended_at": ended_at, "exit_code": None,
+        "step": steps, "total_steps": total, "message": message,
+    }))
+    lines = [train_line(step) for step in range(1, steps + 1)]
+    if val_every:
+        lines += [val_line(step) for step in range(val_every, steps + 1, val_every)]
+    if sample:
+        lines.append(json.dumps({"t": FIXED_NOW, "step": steps, "kind": "sample", "text": sample}))
+    (run_dir / "metrics.jsonl").write_text("".join(line + "\n" for line in sorted(lines, key=_step_of)))
+    (run_dir / "train.log").write_text(log)
+    return run_dir
+
+
+def _step_of(line: str) -> int:
+    return json.loads(line)["step"]
+
+
+def train_line(step: int, tokens_per_step: int = 4096) -> str:
+    loss = 8.0 * 0.97**step + 1.5
+    return json.dumps({"t": FIXED_NOW + step, "step": step, "kind": "train", "loss": round(loss, 4),
+                       "lr": 1.0, "tokens": step * tokens_per_step, "tokens_per_s": 20000.0 + 10 * (step % 7),
+                       "step_time_ms": 200.0})
+
+
+def val_line(step: int, tokens_per_step: int = 4096) -> str:
+    return json.dumps({"t": FIXED_NOW + step, "step": step, "kind": "val", "val_loss": round(8.0 * 0.97**step + 1.7, 4),
+                       "val_bpb": 1.1, "tokens": step * tokens_per_step})
+
+
+@pytest.fixture
+def runs_root(isolated_home: Path) -> Path:
+    root = isolated_home / "data" / "runs"
+    root.mkdir(parents=True)
+    return root
+
+
+@pytest.fixture
+def engine(runs_root: Path) -> FakeEngine:
+    return FakeEngine(runs_root)
+
+
+@pytest.fixture
+def make_app(engine: FakeEngine):
+    def make(**kwargs: Any) -> NanoGPTApp:
+        return NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Times print the same on every machine."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def alive_pid() -> int:
+    """A pid that exists for the whole test: this process."""
+    return os.getpid()
+
+
+def shakespeare() -> Hyperparameters:
+    return preset("shakespeare-cpu")
