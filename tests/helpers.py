@@ -1,0 +1,41 @@
+"""Tiny real configurations and corpora shared by engine, CLI and TUI tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.config import Hyperparameters, apply_overrides, preset
+
+VERSE = """ROMEO:
+But soft, what light through yonder window breaks?
+It is the east, and Juliet is the sun.
+
+JULIET:
+O Romeo, Romeo, wherefore art thou Romeo?
+Deny thy father and refuse thy name.
+
+HAMLET:
+To be, or not to be, that is the question:
+Whether 'tis nobler in the mind to suffer
+The slings and arrows of outrageous fortune.
+"""
+
+
+def write_corpus(folder: Path, repeats: int = 40) -> Path:
+    """A small text corpus (a few KB) so BPE training and epochs take a moment."""
+    path = folder / "corpus.txt"
+    path.write_text(VERSE * repeats, encoding="utf-8")
+    return path
+
+
+def tiny_config(corpus: Path, *overrides: str) -> Hyperparameters:
+    """2 layers, dim 64, BPE vocab 320, 64-token rows: a real model that trains in seconds on CPU."""
+    base = [
+        "model.num_layers=2", "model.num_heads=2", "model.head_dim=32", "model.model_dim=64",
+        "model.num_value_embeds=1", "model.window_pattern='LS'", "model.max_window_tokens=64",
+        "model.attn_block_size=16", f"data.corpus='{corpus}'", "data.bpe_vocab_size=320",
+        "train.train_seq_len=64", "train.val_seq_len=64", "train.batch_size=4", "train.micro_batch_size=2",
+        "train.num_iterations=12", "train.time_budget_s=0", "run.device='cpu'", "run.val_every=6",
+        "run.checkpoint_every=6", "run.sample_every=0", "run.sample_tokens=16", "run.log_every=1",
+    ]
+    return apply_overrides(preset("shakespeare-cpu"), base + list(overrides))
