@@ -122,6 +122,38 @@ class RunConfig:
     stop_timeout_s: float = 60.0
 
 
+FINETUNE_OPTIMIZERS = ("adamw", "muon")
+FINETUNE_OVERFLOW = ("truncate", "error")
+FINETUNE_TEMPLATES = ("auto", "special", "plain")
+
+
+@dataclass(frozen=True, slots=True)
+class FinetuneConfig:
+    """Supervised fine-tuning on conversations; read only by fine-tune runs (the seed's defaults)."""
+
+    # the parent: one of our checkpoints or an original modded-nanogpt state_step*.pt
+    from_checkpoint: str = ""
+    # a .json ({"conversations": [...]}), a .jsonl (one {"messages": [...]} per line) or a folder of them
+    data: str = ""
+    epochs: int = 3
+    # AdamW's rate; far below pretraining's, so the model keeps what it knows
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    # "adamw" on every parameter, or "muon": the pretraining split with every [optim] rate x muon_scale
+    optimizer: str = "adamw"
+    muon_scale: float = 0.1
+    # conversations held out for validation (at least one)
+    val_fraction: float = 0.1
+    # drop invalid conversations (and report them) instead of refusing the whole file
+    skip_invalid: bool = False
+    # a .json file is parsed whole, so larger ones are refused; .jsonl is read line by line
+    max_file_mb: float = 256.0
+    # a conversation longer than train.train_seq_len: "truncate" (with a warning) or "error"
+    overflow: str = "truncate"
+    # "auto": "special" for tokenizers with chat tokens (our BPE), "plain" (Human:/Assistant:) otherwise
+    template: str = "auto"
+
+
 @dataclass(frozen=True, slots=True)
 class Hyperparameters:
     """The whole configuration of a run."""
@@ -132,6 +164,7 @@ class Hyperparameters:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
 SECTIONS: dict[str, type] = {
@@ -140,6 +173,7 @@ SECTIONS: dict[str, type] = {
     "optim": OptimConfig,
     "train": TrainConfig,
     "run": RunConfig,
+    "finetune": FinetuneConfig,
 }
 
 
@@ -366,6 +400,23 @@ def validate(hp: Hyperparameters, source: str = "config") -> None:
                        ("run.sample_tokens", r.sample_tokens)]:
         if value < 0:
             raise bad(key, f"must be >= 0, got {value}")
+    _validate_finetune(hp.finetune, bad)
+
+
+def _validate_finetune(f: FinetuneConfig, bad: typing.Callable[..., ConfigError]) -> None:
+    for key, value in [("finetune.epochs", f.epochs), ("finetune.lr", f.lr), ("finetune.max_file_mb", f.max_file_mb),
+                       ("finetune.muon_scale", f.muon_scale)]:
+        if value <= 0:
+            raise bad(key, f"must be positive, got {value}")
+    if f.weight_decay < 0:
+        raise bad("finetune.weight_decay", f"must be >= 0, got {f.weight_decay}")
+    if not 0.0 < f.val_fraction < 1.0:
+        raise bad("finetune.val_fraction", f"must be between 0 and 1 (exclusive), got {f.val_fraction}")
+    for key, value, allowed in [("finetune.optimizer", f.optimizer, FINETUNE_OPTIMIZERS),
+                                ("finetune.overflow", f.overflow, FINETUNE_OVERFLOW),
+                                ("finetune.template", f.template, FINETUNE_TEMPLATES)]:
+        if value not in allowed:
+            raise bad(key, f"expected one of {', '.join(allowed)}, got {value!r}")
 
 
 def load_toml(path: str | Path) -> Hyperparameters:
