@@ -57,18 +57,19 @@ def prepare_data(data: DataConfig, run_dir: Path | None, *, is_main: bool = True
         return PreparedData(train_files, val_files, tokenizer, f"{len(train_files)} shard(s) {data.train_files}")
 
     documents = load_corpus(data.corpus)
+    train_docs, val_docs = split_train_val(documents, data.val_fraction)
     tokenizer = _load_run_tokenizer(run_dir)
     if tokenizer is None:
         if not is_main:
             raise DataError("the run's tokenizer is missing", hint="rank 0 saves it before the other ranks load it")
-        tokenizer = tokenizer_for(data, documents)
+        # trained on the training split only: the held-out text stays unseen, even by the vocabulary
+        tokenizer = tokenizer_for(data, train_docs)
         if run_dir is not None:
             tokenizer.save(run_dir / "tokenizer")
     key = f"{corpus_hash(documents)}-{tokenizer.identifier}-{data.val_fraction}"
     shard_dir = paths.cache_dir() / "shards" / key
     train_path, val_path = shard_dir / "train_000000.bin", shard_dir / "val_000000.bin"
     if is_main and not (train_path.exists() and val_path.exists()):
-        train_docs, val_docs = split_train_val(documents, data.val_fraction)
         write_shard(val_path, encode_documents(tokenizer, val_docs))
         write_shard(train_path, encode_documents(tokenizer, train_docs))
     name = "embedded Shakespeare" if data.corpus == "shakespeare" else data.corpus
