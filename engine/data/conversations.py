@@ -1,0 +1,407 @@
+"""Conversation files for fine-tuning: read and validate (with exact locations), render, pack into rows.
+
+Accepted: the seed's JSON `{"conversations": [{"messages": [{"role", "content"}, ...]}, ...]}`, JSONL
+with one `{"messages": [...]}` per line, or a folder of such files. Every problem is reported with
+its file, line (JSONL), conversation index, message index and field; nothing is skipped unless the
+caller asks for it. A .json file is parsed whole, so one over the size limit is refused; a .jsonl
+file is read line by line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.data.chat_template import ROLES
+from engine.errors import DataError
+
+SUFFIXES = (".json", ".jsonl")
+# how many problems an error message lists before "… and N more"
+MAX_LISTED = 20
+_MB = 1024 * 1024
+
+if TYPE_CHECKING:  # torch is imported where rows are built, so validating a file stays light
+    from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem in the data: where (file, line, conversation, message, field) and what."""
+
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A valid conversation and where it came from (`chat.json: conversations[3]`, `chat.jsonl:7`)."""
+
+    messages: list[dict[str, str]]
+    source: str
+
+
+@dataclass
+class ConversationReport:
+    """Everything read from a path: the valid conversations and every problem found."""
+
+    files: list[Path] = field(default_factory=list)
+    conversations: list[Conversation] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    invalid: int = 0  # conversations with at least one problem
+    broken_files: int = 0  # files that could not be read as conversations at all
+
+    @property
+    def total(self) -> int:
+        return len(self.conversations) + self.invalid
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues and bool(self.conversations)
+
+    def summary_lines(self) -> list[str]:
+        """Counts a user checks before training: files, conversations, messages, characters."""
+        messages = sum(len(c.messages) for c in self.conversations)
+        chars = sum(len(m["content"]) for c in self.conversations for m in c.messages)
+        assistant = sum(len(m["content"]) for c in self.conversations for m in c.messages if m["role"] == "assistant")
+        lines = [f"files: {len(self.files)}",
+                 f"conversations: {len(self.conversations)} valid, {self.invalid} invalid",
+                 f"messages: {messages}",
+                 f"characters: {chars} ({100 * assistant / max(chars, 1):.1f}% assistant)"]
+        if self.broken_files:
+            lines.append(f"unreadable files: {self.broken_files}")
+        return lines
+
+    def problem_text(self) -> str:
+        """The count, then the problems (at most MAX_LISTED), one per line."""
+        head = f"{len(self.issues)} problem(s) in {self.invalid} of {self.total} conversation(s)"
+        if self.broken_files:
+            head += f" and {self.broken_files} unreadable file(s)"
+        listed = [f"  {issue}" for issue in self.issues[:MAX_LISTED]]
+        if len(self.issues) > MAX_LISTED:
+            listed.append(f"  … and {len(self.issues) - MAX_LISTED} more")
+        return "\n".join([head + ":", *listed])
+
+
+def _got(value: Any) -> str:
+    """A JSON value as an error message names it: strings quoted, containers by kind."""
+    if isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+        return text if len(text) <= 40 else text[:37] + '…"'
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _at(where: str, field_path: str) -> str:
+    return f"{where}: {field_path}" if field_path else where
+
+
+def check_conversation(value: Any, where: str, field_path: str = "") -> list[Issue]:
+    """Problems of one conversation; `where` is the file (and line), `field_path` e.g. "conversations[3]"."""
+    dot = f"{field_path}." if field_path else ""
+    if not isinstance(value, dict):
+        return [Issue(_at(where, field_path), f'expected an object with "messages", got {_got(value)}')]
+    if "messages" not in value:
+        return [Issue(_at(where, f"{dot}messages"), "missing")]
+    messages = value["messages"]
+    if not isinstance(messages, list):
+        return [Issue(_at(where, f"{dot}messages"), f"expected a list of messages, got {_got(messages)}")]
+    if not messages:
+        return [Issue(_at(where, f"{dot}messages"), "is empty")]
+    issues: list[Issue] = []
+    for index, message in enumerate(messages):
+        at = _at(where, f"{dot}messages[{index}]")
+        if not isinstance(message, dict):
+            issues.append(Issue(at, f'expected an object with "role" and "content", got {_got(message)}'))
+            continue
+        role = message.get("role")
+        if "role" not in message:
+            issues.append(Issue(f"{at}.role", "missing"))
+        elif role not in ROLES:
+            issues.append(Issue(f"{at}.role", f"expected one of {'/'.join(ROLES)}, got {_got(role)}"))
+        elif role == "system" and index > 0:
+            issues.append(Issue(f"{at}.role", '"system" may only be the first message'))
+        content = message.get("content")
+        if "content" not in message:
+            issues.append(Issue(f"{at}.content", "missing"))
+        elif not isinstance(content, str):
+            issues.append(Issue(f"{at}.content", f"expected a string, got {_got(content)}"))
+        elif not content.strip():
+            issues.append(Issue(f"{at}.content", "is empty"))
+    if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
+        issues.append(Issue(_at(where, field_path), "has no assistant message, so nothing to train on"))
+    return issues
+
+
+def _conversation_files(path: Path) -> list[Path]:
+    if not path.exists():
+        raise DataError(f"conversation data {path} does not exist",
+                        hint="give a .json or .jsonl file of conversations, or a folder of them")
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SUFFIXES
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not files:
+        raise DataError(f"the folder {path} has no .json or .jsonl files",
+                        hint="conversation files end in .json ({\"conversations\": [...]}) or .jsonl")
+    return files
+
+
+def _too_large(path: Path, size: int, limit_mb: float, what: str) -> DataError:
+    return DataError(
+        f"{path}: {what} is {size / _MB:.1f} MB, over the {limit_mb:g} MB limit (finetune.max_file_mb)",
+        hint='split it, convert it to .jsonl (one {"messages": [...]} per line, read line by line), '
+             "or raise the limit with --set finetune.max_file_mb=…",
+    )
+
+
+def _add(report: ConversationReport, value: Any, where: str, field_path: str) -> None:
+    issues = check_conversation(value, where, field_path)
+    if issues:
+        report.issues.extend(issues)
+        report.invalid += 1
+    else:
+        messages = [{"role": m["role"], "content": m["content"]} for m in value["messages"]]
+        report.conversations.append(Conversation(messages, _at(where, field_path)))
+
+
+def _read_json(path: Path, label: str, report: ConversationReport, max_file_mb: float) -> None:
+    size = path.stat().st_size
+    if size > max_file_mb * _MB:
+        raise _too_large(path, size, max_file_mb, "the file")
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as err:
+        report.issues.append(Issue(label, f"is not UTF-8 text (byte {err.start})"))
+        report.broken_files += 1
+        return
+    except json.JSONDecodeError as err:
+        report.issues.append(Issue(f"{label}:{err.lineno}:{err.colno}", f"not valid JSON: {err.msg}"))
+        report.broken_files += 1
+        return
+    if not isinstance(data, dict):
+        report.issues.append(Issue(label, f'expected an object {{"conversations": [...]}}, got {_got(data)}'))
+        report.broken_files += 1
+        return
+    if "conversations" not in data:
+        report.issues.append(Issue(f"{label}: conversations", "missing (expected {\"conversations\": [...]})"))
+        report.broken_files += 1
+        return
+    conversations = data["conversations"]
+    if not isinstance(conversations, list) or not conversations:
+        why = "is empty" if isinstance(conversations, list) else f"expected a list, got {_got(conversations)}"
+        report.issues.append(Issue(f"{label}: conversations", why))
+        report.broken_files += 1
+        return
+    for index, value in enumerate(conversations):
+        _add(report, value, label, f"conversations[{index}]")
+
+
+def _lines(path: Path, limit_bytes: int) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) without ever reading more than limit_bytes of one line into memory."""
+    with open(path, "rb") as handle:
+        number = 0
+        while raw := handle.readline(limit_bytes + 1):
+            number += 1
+            if len(raw) > limit_bytes:
+                raise _too_large(path, len(raw), limit_bytes / _MB, f"line {number}")
+            yield number, raw
+
+
+def _read_jsonl(path: Path, label: str, report: ConversationReport, max_file_mb: float) -> None:
+    seen = 0
+    for number, raw in _lines(path, int(max_file_mb * _MB)):
+        if not raw.strip():
+            continue
+        seen += 1
+        where = f"{label}:{number}"
+        try:
+            value = json.loads(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
+        except UnicodeDecodeError as err:
+            report.issues.append(Issue(where, f"is not UTF-8 text (byte {err.start})"))
+            report.invalid += 1
+            continue
+        except json.JSONDecodeError as err:
+            report.issues.append(Issue(f"{where}:{err.colno}", f"not valid JSON: {err.msg}"))
+            report.invalid += 1
+            continue
+        _add(report, value, where, "")
+    if not seen:
+        report.issues.append(Issue(label, "has no conversations (every line is blank)"))
+        report.broken_files += 1
+
+
+def read_conversations(path: str | Path, *, max_file_mb: float = 256.0) -> ConversationReport:
+    """Read and validate every conversation under `path`; problems are collected, not raised.
+
+    Raises DataError only when there is nothing to read (a missing path, an empty folder) or a file
+    is over the size limit.
+    """
+    root = Path(path).expanduser()
+    report = ConversationReport(files=_conversation_files(root))
+    for file in report.files:
+        label = str(file) if file == root else str(file.relative_to(root))
+        if file.suffix == ".jsonl":
+            _read_jsonl(file, label, report, max_file_mb)
+        else:
+            _read_json(file, label, report, max_file_mb)
+    return report
+
+
+def require_valid(report: ConversationReport, path: str | Path, *, skip_invalid: bool) -> list[Conversation]:
+    """The conversations to train on; invalid data raises DataError unless skip_invalid (then it is reported)."""
+    if report.issues and not skip_invalid:
+        raise DataError(f"{path}: {report.problem_text()}",
+                        hint="fix these, or train on the valid conversations only with --skip-invalid")
+    if not report.conversations:
+        raise DataError(f"{path} has no valid conversations" + (f": {report.problem_text()}" if report.issues else ""),
+                        hint='each conversation needs "messages" with at least one assistant message')
+    return report.conversations
+
+
+# --------------------------------------------------------------------------- rendering and packing
+
+
+@dataclass(frozen=True)
+class RenderedConversation:
+    """Token ids (starting with BOS) and, per token, whether it is trained on as a target."""
+
+    tokens: list[int]
+    mask: list[bool]
+    conversation: Conversation
+
+
+@dataclass(frozen=True)
+class PackedRows:
+    """Rows of seq_len + 1 tokens: inputs are row[:-1], targets row[1:], trained where mask[1:]."""
+
+    tokens: Tensor  # (rows, seq_len + 1) int32
+    mask: Tensor  # (rows, seq_len + 1) bool
+
+    def __len__(self) -> int:
+        return self.tokens.size(0)
+
+
+def render_conversations(conversations: list[Conversation], template: str, tokenizer: Any, *, max_tokens: int,
+                         overflow: str) -> tuple[list[RenderedConversation], list[Issue], list[str]]:
+    """(rendered, problems, warnings): a conversation over max_tokens is an error or is truncated."""
+    from engine.data.chat_template import render
+
+    rendered: list[RenderedConversation] = []
+    issues: list[Issue] = []
+    warnings: list[str] = []
+    for conversation in conversations:
+        tokens, mask = render(conversation.messages, template, tokenizer)
+        length = len(tokens)
+        if length > max_tokens:
+            if overflow == "error":
+                issues.append(Issue(conversation.source, f"is {length} tokens, longer than the context "
+                                                         f"({max_tokens}, train.train_seq_len)"))
+                continue
+            tokens, mask = tokens[:max_tokens], mask[:max_tokens]
+            if not any(mask):
+                warnings.append(f"{conversation.source}: dropped: no assistant token is left after truncating "
+                                f"to {max_tokens} tokens")
+                continue
+            warnings.append(f"{conversation.source}: truncated from {length} to {max_tokens} tokens")
+        rendered.append(RenderedConversation(tokens, mask, conversation))
+    return rendered, issues, warnings
+
+
+def pack_rows(items: list[RenderedConversation], seq_len: int, pad_id: int) -> PackedRows:
+    """Pack conversations in order into rows of seq_len + 1 tokens, padding each row's end with pad_id.
+
+    Every conversation starts with BOS, so document masking keeps attention inside it; padding is
+    never trained on (mask off).
+    """
+    import torch
+
+    width = seq_len + 1
+    rows: list[tuple[list[int], list[bool]]] = []
+    tokens: list[int] = []
+    mask: list[bool] = []
+    for item in items:
+        assert len(item.tokens) <= width, f"{item.conversation.source} was not truncated to {width} tokens"
+        if len(tokens) + len(item.tokens) > width:
+            rows.append((tokens, mask))
+            tokens, mask = [], []
+        tokens.extend(item.tokens)
+        mask.extend(item.mask)
+    if tokens:
+        rows.append((tokens, mask))
+    token_rows = torch.full((len(rows), width), pad_id, dtype=torch.int32)
+    mask_rows = torch.zeros((len(rows), width), dtype=torch.bool)
+    for index, (row_tokens, row_mask) in enumerate(rows):
+        token_rows[index, : len(row_tokens)] = torch.tensor(row_tokens, dtype=torch.int32)
+        mask_rows[index, : len(row_mask)] = torch.tensor(row_mask, dtype=torch.bool)
+    return PackedRows(token_rows, mask_rows)
+
+
+def split_conversations(items: list[RenderedConversation], val_fraction: float,
+                        seed: int) -> tuple[list[RenderedConversation], list[RenderedConversation]]:
+    """A seeded shuffle, then (train, validation); both keep at least one conversation."""
+    import torch
+
+    if len(items) < 2:
+        raise DataError(f"fine-tuning needs at least 2 conversations (one to train on, one to validate), "
+                        f"got {len(items)}")
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
+    shuffled = [items[i] for i in order]
+    num_val = min(len(items) - 1, max(1, round(len(items) * val_fraction)))
+    return shuffled[num_val:], shuffled[:num_val]
+
+
+@dataclass
+class ConversationDataset:
+    """Packed train and validation rows, with the counts a user checks before training."""
+
+    train: PackedRows
+    val: PackedRows
+    template: str
+    train_conversations: int
+    val_conversations: int
+    num_tokens: int  # rendered tokens, BOS included, padding excluded
+    warnings: list[str]
+    # the first held-out conversation up to its first reply: what run samples answer
+    sample_prompt: list[dict[str, str]]
+
+    def summary_lines(self) -> list[str]:
+        width = self.train.tokens.size(1)
+        trained = int(self.train.mask.sum()) + int(self.val.mask.sum())
+        slots = (len(self.train) + len(self.val)) * width
+        return [f"template: {self.template}",
+                f"split: {self.train_conversations} train, {self.val_conversations} validation conversations",
+                f"tokens: {self.num_tokens}, {trained} ({100 * trained / max(self.num_tokens, 1):.1f}%) "
+                "trained on (assistant replies)",
+                f"rows: {len(self.train)} train + {len(self.val)} validation of {width} tokens "
+                f"({100 * (slots - self.num_tokens) / max(slots, 1):.1f}% padding)"]
+
+
+def build_dataset(conversations: list[Conversation], tokenizer: Any, *, template: str, seq_len: int,
+                  val_fraction: float, seed: int, overflow: str, skip_invalid: bool) -> ConversationDataset:
+    """Render, check lengths, split and pack; too-long conversations follow `overflow`."""
+    rendered, issues, warnings = render_conversations(conversations, template, tokenizer, max_tokens=seq_len + 1,
+                                                      overflow=overflow)
+    if issues and not skip_invalid:
+        listed = "\n".join(f"  {issue}" for issue in issues[:MAX_LISTED])
+        more = f"\n  … and {len(issues) - MAX_LISTED} more" if len(issues) > MAX_LISTED else ""
+        raise DataError(f"{len(issues)} conversation(s) do not fit the context:\n{listed}{more}",
+                        hint="shorten them, raise train.train_seq_len, set finetune.overflow=truncate, "
+                             "or skip them with --skip-invalid")
+    warnings = [str(issue) + " (skipped)" for issue in issues] + warnings
+    train, val = split_conversations(rendered, val_fraction, seed)
+    num_tokens = sum(len(item.tokens) for item in rendered)
+    messages = val[0].conversation.messages
+    prompt = messages[: next(i for i, m in enumerate(messages) if m["role"] == "assistant")]
+    return ConversationDataset(pack_rows(train, seq_len, tokenizer.bos_id), pack_rows(val, seq_len, tokenizer.bos_id),
+                               template, len(train), len(val), num_tokens, warnings, prompt)

@@ -1,0 +1,363 @@
+"""Fine-tuning entry point: `python -m engine.finetune --run-dir D` or under torchrun.
+
+Starts from the parent checkpoint named in the run's `[finetune]` config (ours, or an original
+modded-nanogpt `state_step*.pt`), trains on conversations with the loss on assistant tokens only,
+and writes the same run-directory files as pretraining. SIGTERM saves a checkpoint; --resume
+continues from the newest one without needing the parent again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from engine.config import Hyperparameters, ModelConfig, apply_overrides, from_dict, load_toml, next_multiple_of_n, preset
+from engine.data.conversations import ConversationDataset, ConversationReport
+from engine.errors import CheckpointError, ConfigError
+from engine.trainer import StopSignal, Trainer, run_entry_point
+
+log = logging.getLogger(__name__)
+
+# rows of at most this many tokens: conversations are short, and the seed fine-tuned on 512
+MAX_FINETUNE_SEQ_LEN = 512
+FINETUNE_BATCH_SIZE = 8
+
+
+@dataclass(frozen=True)
+class Parent:
+    """The checkpoint a fine-tune starts from: its weights, model shape, tokenizer and config."""
+
+    path: Path
+    model: ModelConfig
+    tokenizer: dict[str, str]  # Tokenizer.to_payload()
+    state_dict: dict[str, Tensor]
+    hp: Hyperparameters | None  # None for an original modded-nanogpt checkpoint (no config inside)
+
+
+def resolve_parent_path(spec: str, runs_root: Path | None = None) -> Path:
+    """A checkpoint file as given, or the newest checkpoint of the run named `spec`."""
+    from engine.checkpoint import latest_checkpoint
+    from engine.runs import RunManager
+
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path.resolve()
+    manager = RunManager(runs_root)
+    run_dir = manager.run_dir(spec) if "/" not in spec and spec not in (".", "..") else None
+    if run_dir is None or not run_dir.is_dir():
+        raise CheckpointError(f"{spec} is neither a checkpoint file nor a run in {manager.root}",
+                              hint="give a .pt file, or a run name from: nanogpt-tui runs")
+    info = latest_checkpoint(run_dir / "checkpoints")
+    if info is None:
+        raise CheckpointError(f"run {spec} has no checkpoint yet", hint="let it train until it saves one")
+    return info.path.resolve()
+
+
+def read_parent(spec: str | Path) -> Parent:
+    """Load a parent checkpoint: ours (config and tokenizer inside) or an original state_step*.pt (GPT-2)."""
+    from engine.checkpoint import read_checkpoint_file, strip_prefix
+
+    path = Path(spec).expanduser()
+    data = read_checkpoint_file(path)
+    if not isinstance(data.get("model"), dict):
+        raise CheckpointError(f"{path} has no model weights", hint="expected a nanogpt-tui or modded-nanogpt checkpoint")
+    state_dict = strip_prefix(data["model"])
+    if isinstance(data.get("config"), dict):
+        hp = from_dict(data["config"], source=f"{path} (config)")
+        return Parent(path, hp.model, data.get("tokenizer") or {"kind": "gpt2"}, state_dict, hp)
+    return Parent(path, original_model_config(state_dict, str(path)), {"kind": "gpt2"}, state_dict, None)
+
+
+def original_model_config(state_dict: dict[str, Tensor], source: str) -> ModelConfig:
+    """The shape of an original modded-nanogpt model, read from its weights (GPT-2 vocabulary, head_dim 128)."""
+    seed = ModelConfig()
+    try:
+        vocab_size, model_dim = state_dict["embed.weight"].shape
+        layers = sorted({int(key.split(".")[1]) for key in state_dict if key.startswith("blocks.")})
+        attention = [n for n in layers if f"blocks.{n}.attn.qkv_w" in state_dict]
+        inner = state_dict[f"blocks.{attention[0]}.attn.qkv_w"].shape[1]
+    except (KeyError, IndexError, ValueError) as err:
+        raise CheckpointError(f"{source} is not a modded-nanogpt GPT checkpoint (no {err})",
+                              hint="expected the seed's parameter names (embed, blocks.N.attn.qkv_w, …)") from err
+    if vocab_size != seed.vocab_size or inner % seed.head_dim or layers != list(range(len(layers))):
+        raise CheckpointError(f"{source} has a shape this importer cannot read (vocab {vocab_size}, "
+                              f"attention width {inner}, layers {layers})",
+                              hint="original checkpoints use the GPT-2 vocabulary and 128-wide heads")
+    # the seed's window pattern for its 12 layers, the medium model's for 16; otherwise long windows only
+    patterns = {12: seed.window_pattern, 16: "LSSSLSSSLSSSLSSL"}
+    return dataclasses.replace(
+        seed, num_layers=len(layers), num_heads=inner // seed.head_dim, model_dim=model_dim,
+        num_value_embeds=sum(1 for key in state_dict if key.startswith("value_embeds.")),
+        no_attention_layers=tuple(n for n in layers if n not in attention),
+        window_pattern=patterns.get(len(layers), "L" * len(layers)),
+    )
+
+
+def finetune_hyperparameters(parent: Parent, data: str, overrides: list[str]) -> Hyperparameters:
+    """The parent's config with fine-tuning's batch shape and [finetune] filled in, then --set overrides.
+
+    Rows are at most MAX_FINETUNE_SEQ_LEN tokens and a micro-batch never holds more tokens than the
+    parent's did, so what fitted in memory for pretraining fits here. Steps follow finetune.epochs.
+    """
+    base = parent.hp or dataclasses.replace(preset("speedrun-124m"), model=parent.model)
+    t, m = base.train, base.model
+    seq_len = min(t.train_seq_len, next_multiple_of_n(MAX_FINETUNE_SEQ_LEN, n=m.attn_block_size))
+    micro = max(1, min(FINETUNE_BATCH_SIZE, t.micro_batch_size * t.train_seq_len // seq_len))
+    while FINETUNE_BATCH_SIZE % micro:
+        micro -= 1
+    hp = dataclasses.replace(
+        base,
+        train=dataclasses.replace(t, train_seq_len=seq_len, val_seq_len=seq_len, batch_size=FINETUNE_BATCH_SIZE,
+                                  micro_batch_size=micro, time_budget_s=0.0),
+        run=dataclasses.replace(base.run, checkpoint_every=0, sample_every=0),
+        # absolute: the run's processes start in the run directory
+        finetune=dataclasses.replace(base.finetune, from_checkpoint=str(parent.path.resolve()),
+                                     data=str(Path(data).expanduser().resolve())),
+    )
+    return apply_overrides(hp, overrides)
+
+
+@dataclass
+class FinetuneData:
+    """What the trainer reads: the tokenizer, the packed rows and the checks made on the way."""
+
+    tokenizer: Any
+    dataset: ConversationDataset
+    report: ConversationReport
+
+    def summary_lines(self) -> list[str]:
+        return self.report.summary_lines() + self.dataset.summary_lines()
+
+
+def load_finetune_data(hp: Hyperparameters, tokenizer: Any, report: ConversationReport | None = None) -> FinetuneData:
+    """Read (unless `report` is given), validate, render and pack `finetune.data`.
+
+    Invalid data raises DataError unless finetune.skip_invalid.
+    """
+    from engine.data.chat_template import default_template
+    from engine.data.conversations import build_dataset, read_conversations, require_valid
+
+    ft = hp.finetune
+    if not ft.data:
+        raise ConfigError("finetune.data is empty", hint="give the conversations with --data FILE")
+    if report is None:
+        report = read_conversations(ft.data, max_file_mb=ft.max_file_mb)
+    conversations = require_valid(report, ft.data, skip_invalid=ft.skip_invalid)
+    template = default_template(tokenizer) if ft.template == "auto" else ft.template
+    dataset = build_dataset(conversations, tokenizer, template=template, seq_len=hp.train.train_seq_len,
+                            val_fraction=ft.val_fraction, seed=hp.run.seed, overflow=ft.overflow,
+                            skip_invalid=ft.skip_invalid)
+    return FinetuneData(tokenizer, dataset, report)
+
+
+def plan_steps(hp: Hyperparameters, train_rows: int, *, validate_each_epoch: bool = False) -> Hyperparameters:
+    """hp with train.num_iterations covering finetune.epochs passes over the rows (and val once per epoch)."""
+    steps = max(1, math.ceil(hp.finetune.epochs * train_rows / hp.train.batch_size))
+    run = hp.run
+    if validate_each_epoch:
+        run = dataclasses.replace(run, val_every=max(1, math.ceil(train_rows / hp.train.batch_size)))
+    return dataclasses.replace(hp, train=dataclasses.replace(hp.train, num_iterations=steps), run=run)
+
+
+class RowStream:
+    """Training rows in a fresh seeded order each epoch; every call hands each rank its share.
+
+    The position (epoch, row) is saved in checkpoints, so a resumed run sees exactly the rows an
+    uninterrupted one would.
+    """
+
+    def __init__(self, num_rows: int, rows_per_rank: int, *, rank: int, world_size: int, seed: int) -> None:
+        assert num_rows > 0, "no training rows to stream"
+        self.num_rows, self.rows_per_rank = num_rows, rows_per_rank
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.epoch, self.position = 0, 0
+        self._order: tuple[int, list[int]] | None = None
+
+    def _epoch_order(self) -> list[int]:
+        if self._order is None or self._order[0] != self.epoch:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            self._order = (self.epoch, torch.randperm(self.num_rows, generator=generator).tolist())
+        return self._order[1]
+
+    def next_rows(self) -> list[int]:
+        """This rank's row indices for one micro-batch (the global chunk may span two epochs)."""
+        chunk: list[int] = []
+        while len(chunk) < self.rows_per_rank * self.world_size:
+            if self.position == self.num_rows:
+                self.epoch, self.position = self.epoch + 1, 0
+            chunk.append(self._epoch_order()[self.position])
+            self.position += 1
+        return chunk[self.rank * self.rows_per_rank:(self.rank + 1) * self.rows_per_rank]
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+class FinetuneTrainer(Trainer):
+    """The shared loop with conversation rows, a loss on assistant tokens and the full attention window."""
+
+    data: FinetuneData
+
+    def __init__(self, hp: Hyperparameters, run_dir: Path, ctx: Any, data: FinetuneData, *, stop: StopSignal,
+                 resume: bool, parent: Parent | None) -> None:
+        # read by build_model, which the base constructor calls; a resumed run needs no parent
+        self.parent_checkpoint = parent
+        super().__init__(hp, run_dir, ctx, data, stop=stop, resume=resume, kind="finetune",
+                         parent=str(parent.path) if parent else hp.finetune.from_checkpoint)
+
+    def build_model(self) -> torch.nn.Module:
+        from engine.checkpoint import load_state_into
+        from engine.model import GPT
+
+        model = GPT(self.hp.model, max_seq_len=self.hp.train.train_seq_len).to(self.device)
+        if self.parent_checkpoint is not None:
+            load_state_into(model, self.parent_checkpoint.state_dict, str(self.parent_checkpoint.path))
+            self.parent_checkpoint = dataclasses.replace(self.parent_checkpoint, state_dict={})
+        return model
+
+    def build_optimizers(self) -> list[torch.optim.Optimizer]:
+        from engine.muon import setup_optimizers
+
+        ft, o = self.hp.finetune, self.hp.optim
+        if ft.optimizer == "muon":
+            scaled = dataclasses.replace(o, muon_lr=o.muon_lr * ft.muon_scale, adam_head_lr=o.adam_head_lr * ft.muon_scale,
+                                         adam_embed_lr=o.adam_embed_lr * ft.muon_scale,
+                                         adam_scalar_lr=o.adam_scalar_lr * ft.muon_scale)
+            return setup_optimizers(self.model, scaled, rank=self.ctx.rank, world_size=self.ctx.world_size)
+        # the seed's choice: one AdamW over every parameter
+        adamw = torch.optim.AdamW(self.model.parameters(), lr=ft.lr, weight_decay=ft.weight_decay)
+        for group in adamw.param_groups:
+            group["initial_lr"] = group["lr"]
+        return [adamw]
+
+    def build_stream(self) -> RowStream:
+        return RowStream(len(self.data.dataset.train), self.hp.train.micro_batch_size, rank=self.ctx.rank,
+                         world_size=self.ctx.world_size, seed=self.hp.run.seed)
+
+    def next_batch(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        rows = torch.tensor(self.stream.next_rows())
+        tokens = self.data.dataset.train.tokens[rows].to(self.device, torch.int64)  # (micro, seq_len + 1)
+        mask = self.data.dataset.train.mask[rows].to(self.device)  # (micro, seq_len + 1)
+        return tokens[:, :-1], tokens[:, 1:], mask[:, 1:]
+
+    def window_blocks(self) -> int:
+        # the parent was pretrained up to its full window; fine-tuning keeps it there
+        from engine.muon import window_blocks_for_progress
+
+        m = self.hp.model
+        return window_blocks_for_progress(1.0, m.max_window_tokens, m.attn_block_size)
+
+    @torch.inference_mode()
+    def validate(self, window_blocks: int) -> dict[str, float]:
+        """Loss and bits per byte on the held-out conversations' assistant tokens."""
+        from engine.data.prepare import token_byte_lengths
+        from engine.distributed import all_reduce_sum
+        from engine.evaluate import loss_and_bpb
+
+        if not hasattr(self, "_token_bytes"):
+            self._token_bytes = torch.tensor(token_byte_lengths(self.tokenizer), dtype=torch.float64)
+        val = self.data.dataset.val
+        was_training = self.model.training
+        self.model.eval()
+        nats = tokens = num_bytes = 0.0
+        my_rows = list(range(self.ctx.rank, len(val), self.ctx.world_size))
+        for start in range(0, len(my_rows), self.hp.train.micro_batch_size):
+            rows = torch.tensor(my_rows[start:start + self.hp.train.micro_batch_size])
+            batch = val.tokens[rows].to(self.device, torch.int64)  # (B, seq_len + 1)
+            mask = val.mask[rows, 1:].to(self.device)  # (B, seq_len)
+            nats += float(self.model(batch[:, :-1], batch[:, 1:], window_blocks, reduction="sum", loss_mask=mask))
+            tokens += float(mask.sum())
+            num_bytes += float(self._token_bytes[batch[:, 1:][mask].cpu()].sum())
+        self.model.train(was_training)
+        nats, tokens, num_bytes = all_reduce_sum([nats, tokens, num_bytes], self.ctx)
+        result = loss_and_bpb(nats, int(tokens), int(num_bytes))
+        return {"val_loss": result.loss, "val_bpb": result.bpb}
+
+    def sample(self) -> str:
+        """The model's reply to the first held-out conversation's opening, as a short transcript."""
+        prompt = self.data.dataset.sample_prompt
+        answer = greedy_reply(self.model, self.tokenizer, prompt, self.data.dataset.template,
+                              max_new_tokens=self.hp.run.sample_tokens, device=self.device)
+        return "\n".join([*(f"{m['role']}: {m['content']}" for m in prompt), f"assistant: {answer}"])
+
+
+@torch.inference_mode()
+def greedy_reply(model: torch.nn.Module, tokenizer: Any, messages: list[dict[str, str]], template: str, *,
+                 max_new_tokens: int, device: torch.device | str = "cpu") -> str:
+    """The model's most likely reply to `messages`, up to the template's end of turn."""
+    from engine.data.chat_template import render, stop_conditions
+
+    ids, _ = render(messages, template, tokenizer, add_generation_prompt=True)
+    stop_ids, stop_strings = stop_conditions(template, tokenizer)
+    was_training = model.training
+    model.eval()
+    reply: list[int] = []
+    for _ in range(max_new_tokens):
+        context = torch.tensor(ids + reply, dtype=torch.int64, device=device)[None]  # (1, T)
+        next_id = int(model(context)[0, -1, : tokenizer.vocab_size].argmax())
+        if next_id in stop_ids:
+            break
+        reply.append(next_id)
+        if stop_strings and any(stop in tokenizer.decode(reply) for stop in stop_strings):
+            break
+    model.train(was_training)
+    text = tokenizer.decode(reply)
+    for stop in stop_strings:
+        text = text.split(stop)[0]
+    return text.strip()
+
+
+def build_trainer(run_dir: Path, resume: bool, stop: StopSignal) -> FinetuneTrainer:
+    from engine.data.tokenizer import load_tokenizer, tokenizer_from_payload
+    from engine.distributed import init_distributed
+
+    if not run_dir.is_dir():
+        raise ConfigError(f"run directory {run_dir} does not exist", hint="create runs with: nanogpt-tui finetune")
+    hp = load_toml(run_dir / "config.toml")
+    ctx = init_distributed(hp.run.device)
+    torch.manual_seed(hp.run.seed)
+    parent: Parent | None = None
+    if resume and (run_dir / "tokenizer").is_dir():
+        tokenizer = load_tokenizer(run_dir / "tokenizer")
+    else:
+        parent = read_parent(hp.finetune.from_checkpoint)
+        if parent.model != hp.model:
+            raise ConfigError(f"the run's [model] differs from the parent checkpoint {parent.path}",
+                              hint="fine-tune with the parent's model shape (do not --set model.*)")
+        tokenizer = tokenizer_from_payload(parent.tokenizer)
+        if ctx.is_main:
+            tokenizer.save(run_dir / "tokenizer")
+    if tokenizer.vocab_size > hp.model.vocab_size or tokenizer.bos_id != hp.model.bos_id:
+        raise ConfigError(f"the {tokenizer.kind} tokenizer (vocab {tokenizer.vocab_size}, bos {tokenizer.bos_id}) "
+                          f"does not fit the model (vocab {hp.model.vocab_size}, bos {hp.model.bos_id})")
+    data = load_finetune_data(hp, tokenizer)
+    for warning in data.dataset.warnings + [f"skipped: {issue}" for issue in data.report.issues]:
+        log.warning("warning: %s", warning)
+    hp = plan_steps(hp, len(data.dataset.train))
+    return FinetuneTrainer(hp, run_dir, ctx, data, stop=stop, resume=resume, parent=parent)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Fine-tune a GPT on conversations in a run directory")
+    parser.add_argument("--run-dir", required=True, type=Path)
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    args = parser.parse_args(argv)
+    run_dir = args.run_dir.resolve()
+    return run_entry_point(run_dir, lambda stop: build_trainer(run_dir, args.resume, stop))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    sys.exit(main())
