@@ -11,6 +11,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -40,6 +41,9 @@ class StopSignal:
     def __init__(self, debounce_s: float = 2.0) -> None:
         self.requested_at: float | None = None
         self.debounce_s = debounce_s
+        # set by the Trainer once the config is known: how long a stop may take before we give up
+        self.timeout_s: float = 60.0
+        self.on_timeout: Callable[[], None] | None = None
 
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._handle)
@@ -50,8 +54,17 @@ class StopSignal:
         now = time.monotonic()
         if self.requested_at is None:
             self.requested_at = now
+            # a step can be long on a big model: bound the stop, atomic saves make exiting safe
+            watchdog = threading.Timer(self.timeout_s, self._give_up)
+            watchdog.daemon = True
+            watchdog.start()
         elif now - self.requested_at > self.debounce_s:
             os._exit(128 + signum)
+
+    def _give_up(self) -> None:
+        if self.on_timeout is not None:
+            self.on_timeout()
+        os._exit(124)
 
     @property
     def requested(self) -> bool:
@@ -72,6 +85,10 @@ class Trainer:
         self.train_time_s = 0.0
         self.last_val: dict[str, float] = {}
         self.metrics = MetricsWriter(run_dir / "metrics.jsonl") if ctx.is_main else None
+        stop.timeout_s = hp.run.stop_timeout_s
+        stop.on_timeout = self.record_stop_timeout
+        if ctx.is_main:
+            remove_partial_files(run_dir / "checkpoints")
         self.model = self.build_model()
         self.optimizers = self.build_optimizers()
         self.stream = self.build_stream()
@@ -220,6 +237,11 @@ class Trainer:
         self.train_time_s = float(data.get("train_time_s", 0.0))
         log.info("resumed from %s at step %d", info.path.name, self.step)
 
+    def record_stop_timeout(self) -> None:
+        if self.ctx.is_main:
+            self.end("stopped", f"stop took longer than {self.hp.run.stop_timeout_s:.0f} s; "
+                     "the newest complete checkpoint is kept")
+
     # ------------------------------------------------------------------ the loop
     def report(self, kind: str, **fields: Any) -> None:
         if self.metrics is not None:
@@ -264,8 +286,7 @@ class Trainer:
             self.run_validation()
         while not self.finished():
             if any_rank(self.stop.requested, self.ctx):
-                self.run_validation()
-                self.save()
+                self.save()  # no validation here: a stop must be quick
                 self.end("stopped", f"stopped at step {self.step}")
                 return "stopped"
             start = time.perf_counter()
@@ -295,8 +316,11 @@ class Trainer:
                 self.save()
         self.run_validation()
         self.run_sample()
-        self.save()
-        self.end("finished", f"finished {self.step} steps")
+        saved = self.save()
+        message = f"finished {self.step} steps"
+        if saved is None and self.ctx.is_main:
+            message += ", but the final checkpoint could not be written (see train.log)"
+        self.end("finished", message)
         return "finished"
 
     def run_validation(self) -> None:
@@ -318,6 +342,13 @@ class Trainer:
         if self.metrics is not None:
             self.metrics.sync()
             self.metrics.close()
+
+
+def remove_partial_files(directory: Path) -> None:
+    """Delete temp files left by a save that was killed; they are never read, only clutter."""
+    if directory.is_dir():
+        for leftover in directory.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
 
 
 def run_entry_point(run_dir: Path, build: Callable[[StopSignal], Trainer]) -> int:

@@ -127,12 +127,22 @@ def _chunks(text: str) -> list[str]:
     return pieces
 
 
+# a 64K-token BPE is ~5 MB of JSON; anything far larger is damaged or hostile
+MAX_TOKENIZER_CHARS = 64_000_000
+MAX_VOCAB_SIZE = 65535
+
+
 class BPETokenizer:
     """A byte-level BPE (HF `tokenizers`) with SPECIAL_TOKENS at ids 0..7; no unknown token."""
 
     kind = "bpe"
 
     def __init__(self, json_text: str) -> None:
+        if len(json_text) > MAX_TOKENIZER_CHARS:
+            raise DataError(
+                f"the BPE tokenizer JSON is {len(json_text) / 1e6:.0f} MB, more than any real tokenizer needs",
+                hint="refusing to load it; retrain the tokenizer",
+            )
         try:
             tokenizer = HFTokenizer.from_str(json_text)
         except Exception as err:  # tokenizers raises a bare Exception for any malformed JSON
@@ -145,6 +155,11 @@ class BPETokenizer:
                     f"the BPE tokenizer does not have {token} at id {index}",
                     hint="only tokenizers trained by nanogpt-tui can be loaded",
                 )
+        if tokenizer.get_vocab_size() > MAX_VOCAB_SIZE:
+            raise DataError(
+                f"the BPE tokenizer has {tokenizer.get_vocab_size()} tokens, more than uint16 shards hold ({MAX_VOCAB_SIZE})",
+                hint="retrain it with data.bpe_vocab_size of at most 65535",
+            )
         # make text that spells "<|bos|>" encode as ordinary characters, never the special id
         tokenizer.encode_special_tokens = True
         self._tokenizer = tokenizer
@@ -302,6 +317,9 @@ def load_tokenizer(directory: Path) -> Tokenizer:
     bpe_path, gpt2_path = directory / BPE_FILE, directory / GPT2_FILE
     try:
         if bpe_path.is_file():
+            if bpe_path.stat().st_size > MAX_TOKENIZER_CHARS:
+                raise DataError(f"{bpe_path} is {bpe_path.stat().st_size / 1e6:.0f} MB, too large for a tokenizer",
+                                hint="refusing to load it; retrain the tokenizer")
             return BPETokenizer(bpe_path.read_text(encoding="utf-8"))
         if gpt2_path.is_file():
             payload = json.loads(gpt2_path.read_text(encoding="utf-8"))
