@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import pickle
 import time
+import types
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +58,43 @@ def save_checkpoint(directory: Path, step: int, payload: dict[str, Any], metadat
     return path
 
 
+class UnknownObject:
+    """Stand-in for a pickled object whose class is not importable here (e.g. the seed's Hyperparameters)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, dict):
+            self.__dict__.update(state)
+        else:
+            self.state = state
+
+
+class _TolerantUnpickler(pickle.Unpickler):
+    """Used only with trust_pickle: classes from modules that are not installed (the seed's `model`
+    module, a script's `__main__`) load as `UnknownObject`s instead of failing the whole file."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError):
+            return type(name, (UnknownObject,), {"__module__": module, "__qualname__": name})
+
+
+def _tolerant_pickle_module() -> types.ModuleType:
+    module = types.ModuleType("nanogpt_tui_tolerant_pickle")
+    module.Unpickler = _TolerantUnpickler  # type: ignore[attr-defined]
+    module.load = lambda handle, **kwargs: _TolerantUnpickler(handle, **kwargs).load()  # type: ignore[attr-defined]
+    return module
+
+
 def read_checkpoint_file(path: Path, *, map_location: str = "cpu", trust_pickle: bool = False) -> dict[str, Any]:
-    """torch.load with weights_only=True unless the user explicitly trusts the file's pickle."""
+    """torch.load with weights_only=True unless the user explicitly trusts the file's pickle.
+
+    A trusted file may run code while it loads; that is what trusting it means, so only the
+    user's explicit opt-in (--trust-pickle, a confirm in the UI) may set trust_pickle.
+    """
     import torch
 
     path = Path(path)
@@ -67,7 +103,11 @@ def read_checkpoint_file(path: Path, *, map_location: str = "cpu", trust_pickle:
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file", hint="give the path of a .pt file or a run name")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=not trust_pickle)
+        if trust_pickle:
+            data = torch.load(path, map_location=map_location, weights_only=False,
+                              pickle_module=_tolerant_pickle_module())
+        else:
+            data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         text = str(err)
         if "Weights only load failed" in text or "Unsupported global" in text:
@@ -76,7 +116,8 @@ def read_checkpoint_file(path: Path, *, map_location: str = "cpu", trust_pickle:
                 hint="only if you trust where the file came from, load it with --trust-pickle",
             ) from err
         raise CheckpointError(f"{path} is not a readable checkpoint: {text.splitlines()[0]}") from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+    # a random or cut-off file makes the unpickler fail in many ways, depending on where the bytes end
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError, TypeError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(
             f"{path} is not a readable checkpoint (truncated or not a PyTorch file): {first}",

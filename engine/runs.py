@@ -239,6 +239,9 @@ class RunManager:
     def launch(self, name: str, *, resume: bool = False) -> RunInfo:
         """Start the run detached (own session), output appended to train.log."""
         info = self.get(name)
+        if info.kind not in ENTRY_MODULES:
+            raise RunError(f"run {name!r} holds an imported checkpoint ({info.kind}) and cannot be trained",
+                           hint="fine-tune from its checkpoint instead")
         if info.state == "running":
             raise RunError(f"run {name!r} is already running (pid {info.pid})")
         run_dir = info.path
