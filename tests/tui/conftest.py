@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.pilot import Pilot
 
-from engine.config import Hyperparameters, preset
-from engine.runs import RunInfo
+from engine.runs import RunInfo, update_status
 from nanogpt_tui.app import LocalEngine, NanoGPTApp
 from nanogpt_tui.settings import Settings
 
@@ -20,11 +23,11 @@ FIXED_NOW = 1735819200.0
 
 
 class FakeEngine(LocalEngine):
-    """RunManager over the test's folder; device detection, measuring and launching are faked."""
+    """RunManager over the test's folder; device detection, measuring and starting processes are faked."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
-        self.launched: list[tuple[Hyperparameters, str | None, int]] = []
+        self.launched: list[tuple[str, bool]] = []
 
     def detect_devices(self, device: str) -> tuple[str, int]:
         return "cpu", 2
@@ -32,10 +35,11 @@ class FakeEngine(LocalEngine):
     def measure_throughput(self, device: str) -> float:
         return 2e10
 
-    def create_and_launch(self, hp: Hyperparameters, name: str | None = None, **kwargs: Any) -> RunInfo:
-        info = self.create(hp, name, **kwargs)
-        self.launched.append((hp, info.name, kwargs.get("nproc", 1)))
-        return info
+    def launch(self, name: str, *, resume: bool = False) -> RunInfo:
+        """Record the launch and mark the run running under this (living) process."""
+        self.launched.append((name, resume))
+        update_status(self.run_dir(name), state="running", pid=os.getpid(), started_at=time.time(), ended_at=None)
+        return self.get(name)
 
 
 def write_run(root: Path, name: str, *, state: str = "finished", steps: int = 0, total: int = 100,
@@ -110,10 +114,58 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> None:
     time.tzset()
 
 
-def alive_pid() -> int:
-    """A pid that exists for the whole test: this process."""
-    return os.getpid()
+def dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
 
 
-def shakespeare() -> Hyperparameters:
-    return preset("shakespeare-cpu")
+async def wait_for(pilot: Pilot[None], condition: Callable[[], bool], timeout: float = 15.0,
+                   what: str = "condition") -> None:
+    """Let the app run until `condition()` holds; the workers poll files, so there is no message to await."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await pilot.pause(0.05)
+    # let a screen that just appeared finish mounting before the test goes on (or closes the app)
+    await pilot.pause()
+
+
+FAKE_TRAINER = """
+import signal, sys, time
+from pathlib import Path
+from engine.runs import update_status
+
+run_dir = Path(sys.argv[1])
+
+def stop(signum, frame):
+    update_status(run_dir, state="stopped", ended_at=time.time(), message="stopped on request")
+    sys.exit(0)
+
+signal.signal(signal.SIGTERM, stop)
+print("ready", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+@pytest.fixture
+def fake_trainer():
+    """Starts a process that behaves like a run towards SIGTERM (records "stopped"), as the run's pid."""
+    processes: list[subprocess.Popen[str]] = []
+
+    def start(run_dir: Path) -> subprocess.Popen[str]:
+        process = subprocess.Popen([sys.executable, "-c", FAKE_TRAINER, str(run_dir)], stdout=subprocess.PIPE,
+                                   text=True, start_new_session=True)
+        processes.append(process)
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready", "fake trainer did not start"
+        update_status(run_dir, state="running", pid=process.pid, ended_at=None)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()

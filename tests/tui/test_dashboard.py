@@ -1,0 +1,113 @@
+"""The dashboard follows metrics.jsonl incrementally, shows the end of a run, and survives re-attaching."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from textual.widgets import ProgressBar, Static
+
+from nanogpt_tui.screens.dashboard import DashboardScreen
+from nanogpt_tui.widgets.log_tail import LogTail
+from nanogpt_tui.widgets.loss_plot import LossPlot
+from tests.tui.conftest import train_line, val_line, wait_for, write_run
+
+
+def text_of(app, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).render())
+
+
+async def open_dashboard(app, pilot, name: str) -> DashboardScreen:
+    app.push_screen(DashboardScreen(name))
+    await pilot.pause()
+    assert isinstance(app.screen, DashboardScreen)
+    return app.screen
+
+
+async def test_picks_up_appended_lines(make_app, runs_root: Path) -> None:
+    run_dir = write_run(runs_root, "live", state="running", steps=10, total=100, pid=os.getpid(), ended_at=None)
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_dashboard(app, pilot, "live")
+        await wait_for(pilot, lambda: "step 10/100" in text_of(app, "#eta"), what="step 10")
+        assert "ETA 18s" in text_of(app, "#eta"), "90 steps left at 200 ms"
+        with open(run_dir / "metrics.jsonl", "a") as handle:
+            handle.write("".join(train_line(step) + "\n" for step in range(11, 16)))
+            handle.write(val_line(15) + "\n")
+            handle.write('{"t": 1, "step": 16, "kind": "tr')  # a torn line still being written
+        await wait_for(pilot, lambda: "step 15/100" in text_of(app, "#eta"), what="step 15")
+        assert f"loss  {8.0 * 0.97**15 + 1.5:.3f}" in text_of(app, "#stats")
+        assert app.screen.query_one(ProgressBar).progress == 15
+        plot = screen.query_one(LossPlot)
+        assert plot._curves["train"].steps[-1] == 15 and plot._curves["val"].steps == (15,)
+        with open(run_dir / "metrics.jsonl", "a") as handle:
+            handle.write('ain", "loss": 2.0, "tokens": 1}\n')
+        await wait_for(pilot, lambda: plot._curves["train"].steps[-1] == 16, what="the completed torn line")
+
+
+async def test_failed_run_shows_why(make_app, runs_root: Path) -> None:
+    log = "step 1 loss 5.0\nTraceback (most recent call last):\nRuntimeError: out of memory\n"
+    write_run(runs_root, "broken", state="failed", steps=1, message="exit code 1", log=log)
+    app = make_app()
+    async with app.run_test() as pilot:
+        await open_dashboard(app, pilot, "broken")
+        await wait_for(pilot, lambda: "RuntimeError: out of memory" in text_of(app, "#outcome"),
+                       what="the last log lines in the outcome")
+        assert text_of(app, "#outcome").startswith("Failed: exit code 1")
+        assert app.screen.query_one("#outcome").has_class("failed")
+
+
+async def test_finished_and_sample(make_app, runs_root: Path) -> None:
+    write_run(runs_root, "done", state="finished", steps=20, total=20, sample="ROMEO: hi")
+    app = make_app()
+    async with app.run_test() as pilot:
+        await open_dashboard(app, pilot, "done")
+        await wait_for(pilot, lambda: "Finished at step 20" in text_of(app, "#outcome"), what="finished")
+        assert "ROMEO: hi" in text_of(app, "#sample") and "ETA —" in text_of(app, "#eta")
+
+
+async def test_plot_toggles(make_app, runs_root: Path) -> None:
+    write_run(runs_root, "r", steps=5)
+    app = make_app()
+    async with app.run_test() as pilot:
+        screen = await open_dashboard(app, pilot, "r")
+        plot = screen.query_one(LossPlot)
+        await pilot.press("x", "g", "m")
+        assert (plot.by_tokens, plot.log_scale, plot.smooth) == (True, True, True)
+        log = screen.query_one(LogTail)
+        await pilot.press("f")
+        assert log.auto_scroll is False
+        await pilot.press("escape")
+        assert not isinstance(app.screen, DashboardScreen)
+
+
+async def test_stop_from_the_dashboard(make_app, runs_root: Path, fake_trainer) -> None:
+    run_dir = write_run(runs_root, "live", state="running", steps=5, total=50, ended_at=None)
+    fake_trainer(run_dir)
+    app = make_app()
+    async with app.run_test() as pilot:
+        await open_dashboard(app, pilot, "live")
+        await wait_for(pilot, lambda: "running" in text_of(app, "#run-title"), what="running")
+        await pilot.press("s")
+        await wait_for(pilot, lambda: "stopped" in text_of(app, "#run-title"), what="stopped")
+        assert "press r to resume" in text_of(app, "#outcome")
+
+
+async def test_reattach_after_the_app_closed(make_app, runs_root: Path) -> None:
+    run_dir = write_run(runs_root, "long", state="running", steps=30, total=100, val_every=10, pid=os.getpid(),
+                        ended_at=None)
+    first = make_app()
+    async with first.run_test() as pilot:
+        await open_dashboard(first, pilot, "long")
+        await wait_for(pilot, lambda: "step 30/100" in text_of(first, "#eta"), what="step 30")
+    with open(run_dir / "metrics.jsonl", "a") as handle:  # the run kept training while no app was open
+        handle.write("".join(train_line(step) + "\n" for step in range(31, 41)))
+    second = make_app()
+    async with second.run_test() as pilot:
+        await pilot.press("enter")
+        assert isinstance(second.screen, DashboardScreen)
+        plot = second.screen.query_one(LossPlot)
+        await wait_for(pilot, lambda: "train" in plot._curves and plot._curves["train"].steps[-1] == 40,
+                       what="the curve up to step 40")
+        assert plot._curves["train"].steps[0] == 1, "the re-attached curve must start at the first step"
+        assert "running" in text_of(second, "#run-title")
