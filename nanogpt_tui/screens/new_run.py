@@ -83,10 +83,13 @@ class NewRunScreen(AppScreen[RunInfo | None]):
             yield Button("Cancel", id="cancel")
         yield Footer()
 
-    def _row(self, label: str, widget: Input | Select[str], key: str | None = None) -> Horizontal:
-        error = [Static("", id="error-" + input_id(key), classes="field-error")] if key is not None else []
-        row_id = "row-" + input_id(key) if key is not None else None
-        return Horizontal(Label(label, classes="field-label"), widget, *error, classes="field", id=row_id)
+    def _row(self, label: str, widget: Input | Select[str], key: str | None = None) -> Vertical:
+        """Label and input on one line, the reason it is invalid (when it is) below them."""
+        line = Horizontal(Label(label, classes="field-label"), widget, classes="field-line")
+        if key is None:
+            return Vertical(line, classes="field")
+        error = Static("", id="error-" + input_id(key), classes="field-error")
+        return Vertical(line, error, classes="field", id="row-" + input_id(key))
 
     def on_mount(self) -> None:
         self._load_preset(self.query_one("#preset", Select).value)

@@ -21,8 +21,8 @@ from nanogpt_tui.widgets.nav import NavTabs
 from nanogpt_tui.widgets.series import is_number, sparkline
 
 REFRESH_S = 2.0
-SPARK_WIDTH = 14
-COLUMNS = ("", "Name", "Kind", "Preset", "State", "Step", "Loss", "Val", "Tok/s", "Started", "Duration", "Loss curve")
+SPARK_WIDTH = 8
+COLUMNS = ("", "Name", "Kind", "Preset", "State", "Step", "Loss", "Val", "Tok/s", "Started", "Duration", "Curve")
 MARK = "●"
 
 

@@ -1,0 +1,80 @@
+"""The app: no torch at start-up, screens by key and palette, help, themes saved in settings."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from nanogpt_tui.app import NanoGPTApp
+from nanogpt_tui.screens.coming import ComingScreen
+from nanogpt_tui.screens.help import HelpScreen
+from nanogpt_tui.screens.runs import RunsScreen
+from nanogpt_tui.settings import load_settings
+from tests.tui.conftest import wait_for
+
+
+def test_start_does_not_import_torch() -> None:
+    script = textwrap.dedent("""
+        import asyncio, sys
+        from nanogpt_tui.app import NanoGPTApp
+
+        async def main():
+            app = NanoGPTApp()
+            async with app.run_test() as pilot:
+                await pilot.pause(0.5)  # the first frame and the first read of the run directories
+                print("torch" in sys.modules, "textual" in sys.modules)
+
+        asyncio.run(main())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"], "starting the app must not import torch"
+
+
+async def test_screens_by_key(make_app) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        assert isinstance(app.screen, RunsScreen)
+        for key, title in (("2", "Checkpoints"), ("3", "Evaluate"), ("4", "Chat")):
+            await pilot.press(key)
+            assert isinstance(app.screen, ComingScreen)
+            assert "not available in this version" in str(app.screen.query_one(".coming").render())
+            assert title in str(app.screen.query_one(".coming").render())
+        await pilot.press("1")
+        assert isinstance(app.screen, RunsScreen)
+
+
+async def test_help_lists_every_screen(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        titles = [title for title, _ in app.key_sections()]
+        assert titles == ["Everywhere", "Runs", "New run", "Dashboard", "Compare", "Log"]
+        descriptions = {b.description for _, bindings in app.key_sections() for b in bindings}
+        assert {"Stop", "Resume", "Delete", "Compare marked", "Launch", "Log scale", "Help"} <= descriptions
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen)
+
+
+async def test_palette_offers_screens_and_the_screen_actions(make_app) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        assert {"Go to Runs", "Go to Chat", "Help", "Dark/light", "New run", "Stop", "Compare marked"} <= set(titles)
+        new_run = next(c for c in app.get_system_commands(app.screen) if c.title == "New run")
+        await new_run.callback()
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "NewRunScreen"
+
+
+async def test_theme_toggle_is_saved(make_app) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        assert app.theme == "textual-dark"
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: load_settings().theme == "textual-light", what="the saved theme")
+    again = NanoGPTApp(settings=load_settings())
+    async with again.run_test():
+        assert again.theme == "textual-light"
