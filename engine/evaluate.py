@@ -1,4 +1,4 @@
-"""Validation loss and bits per byte; the same numbers for pretraining, fine-tuning and `eval`.
+"""Validation loss and bits per byte, and samples; the same numbers for pretraining, fine-tuning and `eval`.
 
 Bits per byte = total cross-entropy in nats over the targets / (ln 2 x the targets' UTF-8 bytes),
 so models with different vocabularies compare fairly.
@@ -6,14 +6,20 @@ so models with different vocabularies compare fairly.
 
 from __future__ import annotations
 
+import glob
 import math
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from engine.distributed import DistContext, all_reduce_sum
+from engine.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -75,3 +81,132 @@ def evaluate_tokens(
     if ctx is not None:
         total_nats, total_tokens, total_bytes = all_reduce_sum([total_nats, total_tokens, total_bytes], ctx)
     return loss_and_bpb(total_nats, int(total_tokens), int(total_bytes))
+
+
+# --------------------------------------------------------------------------- checkpoints on any data
+
+# rows longer than this make the dense CPU attention mask and scores needlessly large
+MAX_EVAL_SEQ_LEN = 2048
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """Tokens to evaluate on (1-D, documents each starting with BOS) and where they came from."""
+
+    tokens: Tensor
+    description: str
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    loss: float
+    bpb: float
+    tokens: int
+    bytes: int
+    seq_len: int
+    data: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Sample:
+    prompt: str
+    text: str
+    finish_reason: str
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8-sig").replace("\r\n", "\n")
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 text (invalid byte at offset {err.start})",
+                        hint="evaluate on UTF-8 text, .bin shards, or the run's own held-out split") from err
+
+
+def _documents_tokens(tokenizer, documents: list[str]) -> Tensor:
+    from engine.data.tokenizer import encode_documents
+
+    return torch.tensor(encode_documents(tokenizer, documents), dtype=torch.int64)
+
+
+def eval_data(spec: str | None, tokenizer, hyperparameters: dict[str, Any] | None) -> EvalData:
+    """The tokens behind `spec`: None = the checkpoint's own held-out split; a .bin shard, a glob of
+    shards, a folder of shards, a text file, a folder of .txt files, or "shakespeare" (its held-out split)."""
+    from engine.data.corpus import SHAKESPEARE, load_corpus, split_train_val
+    from engine.data.shards import _load_data_shard
+
+    data_config = (hyperparameters or {}).get("data") or {}
+    if spec is None:
+        corpus = data_config.get("corpus")
+        if not corpus:
+            raise DataError("this checkpoint does not say which data it was trained on",
+                            hint="pass --data: a text file, .bin shards, or 'shakespeare'")
+        if corpus == "shards":
+            spec = data_config.get("val_files") or ""
+            if not spec:
+                raise DataError("the run has no validation shards (data.val_files)", hint="pass --data")
+        else:
+            fraction = float(data_config.get("val_fraction", 0.1))
+            _, val = split_train_val(load_corpus(corpus), fraction)
+            return EvalData(_documents_tokens(tokenizer, val), f"held-out {fraction:.0%} of {corpus}")
+    if spec == SHAKESPEARE:
+        fraction = float(data_config.get("val_fraction", 0.1))
+        _, val = split_train_val(load_corpus(SHAKESPEARE), fraction)
+        return EvalData(_documents_tokens(tokenizer, val), f"held-out {fraction:.0%} of the embedded Shakespeare")
+    path = Path(spec).expanduser()
+    shard_files = sorted(path.glob("*.bin")) if path.is_dir() else (
+        [path] if path.suffix == ".bin" and path.is_file() else [Path(f) for f in sorted(glob.glob(str(path)))])
+    if shard_files and all(f.suffix == ".bin" for f in shard_files):
+        tokens = torch.cat([_load_data_shard(f).to(torch.int64) for f in shard_files])
+        return EvalData(tokens, f"{len(shard_files)} shard(s) {spec}")
+    if path.is_file():
+        return EvalData(_documents_tokens(tokenizer, [_read_text(path)]), str(path))
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+        if not files:
+            raise DataError(f"{path} holds neither .bin shards nor .txt files")
+        return EvalData(_documents_tokens(tokenizer, [_read_text(f) for f in files]), f"{len(files)} text file(s) in {path}")
+    raise DataError(f"evaluation data {spec!r} does not exist",
+                    hint="give a text file, a folder, .bin shards (a glob is fine) or 'shakespeare'")
+
+
+def evaluate_model(model: torch.nn.Module, tokenizer, data: EvalData, *, seq_len: int, batch_size: int = 1,
+                   max_tokens: int = 0, device: torch.device | str = "cpu",
+                   progress: Callable[[float], None] | None = None) -> EvalReport:
+    """Val loss and bits per byte of `model` on `data`; progress gets the fraction done (0..1)."""
+    from engine.data.prepare import token_byte_lengths
+
+    if data.tokens.numel() < 2:
+        raise DataError(f"{data.description} has fewer than 2 tokens: nothing to evaluate")
+    vocab = getattr(model, "config").vocab_size
+    if int(data.tokens.max()) >= vocab:
+        raise DataError(f"{data.description} has token ids up to {int(data.tokens.max())}, "
+                        f"beyond the model's vocabulary of {vocab}", hint="it was tokenised for another model")
+    token_bytes = torch.tensor(token_byte_lengths(tokenizer) + [0] * max(0, vocab - tokenizer.vocab_size),
+                               dtype=torch.float64)
+    started = time.perf_counter()
+    result = evaluate_tokens(model, data.tokens, seq_len, token_bytes, batch_size=batch_size,
+                             max_tokens=max_tokens, device=device, progress=progress)
+    return EvalReport(result.loss, result.bpb, result.tokens, result.bytes, min(seq_len, data.tokens.numel() - 1),
+                      data.description, time.perf_counter() - started)
+
+
+def default_eval_seq_len(hyperparameters: dict[str, Any] | None, context_length: int) -> int:
+    """The run's validation row length when known, else the generation context; capped for CPU memory."""
+    train = (hyperparameters or {}).get("train") or {}
+    seq_len = train.get("val_seq_len") if isinstance(train.get("val_seq_len"), int) else context_length
+    return max(2, min(seq_len, MAX_EVAL_SEQ_LEN))
+
+
+def generate_samples(generator, prompts: list[str], params, cancel: threading.Event | None = None) -> list[Sample]:
+    """One completion per prompt, generated as one batch (engine.generate.Generator, SamplingParams)."""
+    pieces: list[list[str]] = [[] for _ in prompts]
+    reasons = [""] * len(prompts)
+    encoded = [generator.encode_prompt(prompt) for prompt in prompts]
+    for chunk in generator.generate_batch(encoded, params, cancel):
+        pieces[chunk.sample].append(chunk.text)
+        if chunk.finish_reason is not None:
+            reasons[chunk.sample] = chunk.finish_reason
+    return [Sample(prompt, "".join(parts), reason) for prompt, parts, reason in zip(prompts, pieces, reasons)]

@@ -212,44 +212,49 @@ class Generator:
                        cancel: threading.Event | None = None) -> Iterator[TokenChunk]:
         """Stream several completions at once; chunks of the rows interleave, `sample` says whose.
 
-        Rows of different lengths are left-padded with BOS tokens: each starts its own document,
-        which the document mask keeps apart from the prompt.
+        Every row starts at position 0, exactly as if generated alone: the shared part of the
+        prompts' lengths is prefilled at once, then a shorter row starts sampling while the longer
+        ones are still fed their remaining prompt tokens, one per step.
         """
         params.validate()
-        if not prompts:
-            return
         rows = [list(prompt) or [self.tokenizer.bos_id] for prompt in prompts]
         for row in rows:
             bad = next((t for t in row if not 0 <= t < self.vocab_size), None)
             if bad is not None:
                 raise ConfigError(f"prompt token {bad} is outside the model's vocabulary (0..{self.vocab_size - 1})")
-        width = max(len(row) for row in rows)
-        rows = [[self.tokenizer.bos_id] * (width - len(row)) + row for row in rows]
         stop_ids = {*params.stop_token_ids, self.tokenizer.bos_id}  # BOS means the document ended
         streams = [TextStream(self.tokenizer, params.stop_strings) for _ in rows]
         active = list(range(len(rows)))
-        generator = torch.Generator(device=self.device).manual_seed(params.seed)
-        if params.max_new_tokens == 0:
-            for sample in active:
-                yield TokenChunk("", None, sample, LENGTH)
+        if not rows:
             return
+        if params.max_new_tokens == 0 or (cancel is not None and cancel.is_set()):
+            yield from self._finish_all(streams, active, LENGTH if params.max_new_tokens == 0 else CANCELLED)
+            return
+        generator = torch.Generator(device=self.device).manual_seed(params.seed)
+        lengths = [len(row) for row in rows]
+        width = max(lengths)
         with torch.inference_mode():
-            context = torch.tensor(rows, dtype=torch.int64, device=self.device)  # (B, T)
-            if cancel is not None and cancel.is_set():
-                yield from self._finish_all(streams, active, CANCELLED)
-                return
+            # right-padded prompts (B, width); padding is never fed, only rows' own tokens are
+            padded = torch.tensor([row + [self.tokenizer.bos_id] * (width - len(row)) for row in rows],
+                                  dtype=torch.int64, device=self.device)
+            position = min(lengths)  # tokens of each sequence consumed so far
+            context = padded[:, :position]  # (B, position)
             logits = self._prefill(context)
-            for produced in range(1, params.max_new_tokens + 1):
+            produced = [0] * len(rows)
+            while True:
                 next_ids = sample_next(logits, params, generator, context)  # (B,)
                 chosen = next_ids.tolist()
                 for sample in list(active):
+                    if position < lengths[sample]:
+                        continue  # still reading its prompt
                     token = chosen[sample]
+                    produced[sample] += 1
                     if token in stop_ids:
                         active.remove(sample)
                         yield TokenChunk(streams[sample].flush(), token, sample, STOP_TOKEN)
                         continue
                     text, stopped = streams[sample].push(token)
-                    if stopped or produced == params.max_new_tokens:
+                    if stopped or produced[sample] == params.max_new_tokens:
                         active.remove(sample)
                         if not stopped:
                             text += streams[sample].flush()
@@ -261,9 +266,13 @@ class Generator:
                 if cancel is not None and cancel.is_set():
                     yield from self._finish_all(streams, active, CANCELLED)
                     return
+                if position < width:
+                    reading = torch.tensor([position < length for length in lengths], device=self.device)
+                    next_ids = torch.where(reading, padded[:, position], next_ids)
                 # finished rows keep decoding a BOS (a new empty document) so the batch stays rectangular
                 next_ids[[row for row in range(len(rows)) if row not in active]] = self.tokenizer.bos_id
                 context, logits = self._step(context, next_ids)
+                position += 1
 
     @staticmethod
     def _finish_all(streams: list[TextStream], active: list[int], reason: str) -> Iterator[TokenChunk]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -28,6 +29,15 @@ from engine.sampling import sample_text
 
 TEXT = "hello world, the quick brown fox jumps over the lazy dog.\nHuman: hi\nAssistant: hello\n" * 30
 GREEDY = SamplingParams(temperature=0, max_new_tokens=48)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models decode faster on one thread; two threads spin against each other on a busy 2-core box."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -184,8 +194,9 @@ def test_utf8_character_split_across_tokens_streams_whole(tokenizer: BPETokenize
 
 def test_batch_rows_equal_single_generations(model: GPT, tokenizer: BPETokenizer) -> None:
     generator = Generator(model, tokenizer, max_context=64)
-    prompts = [generator.encode_prompt("hello"), generator.encode_prompt("the lazy dog jumps")]
-    params = SamplingParams(temperature=0, max_new_tokens=6)
+    prompts = [generator.encode_prompt("hello"), generator.encode_prompt("the lazy dog jumps over it")]
+    assert len(prompts[1]) - len(prompts[0]) >= 3, "rows of different lengths exercise the staggered start"
+    params = SamplingParams(temperature=0, max_new_tokens=24)  # past both windows
     rows: dict[int, list[int]] = {0: [], 1: []}
     finished = set()
     for chunk in generator.generate_batch(prompts, params):

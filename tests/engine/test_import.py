@@ -26,6 +26,7 @@ from engine.importer import (
 from engine.model import GPT, create_model
 from engine.resolve import resolve_checkpoint
 from engine.runs import RunManager
+from tests.engine.test_generate import one_thread  # noqa: F401 (fixture)
 
 # original checkpoints have 128-dim heads: one head, dim 128, 4 layers, layer 2 without attention
 ORIGINAL_TINY = ModelConfig(vocab_size=64, num_layers=4, num_heads=1, head_dim=128, model_dim=128, num_value_embeds=1,
