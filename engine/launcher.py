@@ -27,15 +27,16 @@ def _last_lines(path: Path, count: int = 5) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # first of all: a stop sent while we start must not kill the supervisor before it can record
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run-dir", required=True, type=Path)
     args = parser.parse_args(argv)
     run_dir: Path = args.run_dir
     command = json.loads((run_dir / "command.json").read_text())["command"]
     # the stop signal goes to the whole group: the workers handle it, the supervisor waits for them
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     while True:
         try:

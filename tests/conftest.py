@@ -13,6 +13,8 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "nanogpt_home"
     home.mkdir()
     monkeypatch.setenv("NANOGPT_TUI_HOME", str(home))
-    # keep torch from oversubscribing the 2 CI cores when several processes run
-    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))
+    # tiny test models run fastest on one thread, and tests that start training processes
+    # (2 ranks, or a run beside the test process) would otherwise oversubscribe 2 cores,
+    # where OpenMP's spin-waiting makes steps 50x slower
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     return home
