@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from engine.attention import AttentionMask, Window, attend, build_mask, dense_mask, document_ids, resolve_backend
 from engine.config import ModelConfig, next_multiple_of_n
+from engine.fp8 import fp8_linear
 from engine.kv_cache import CacheSlot, KVCache
 
 # rotary tables cover this many positions up front and grow when a longer sequence arrives
@@ -161,6 +162,8 @@ class GPT(nn.Module):
         self.config = config
         # "auto" | "sdpa" | "flex"; resolved on each forward against the input's device
         self.attention_backend = attention_backend
+        # FP8 lm_head matmul while training (engine.cuda turns it on for sm89+ GPUs); bf16/fp32 otherwise
+        self.use_fp8_head = False
         inner_dim = config.num_heads * config.head_dim
         self.embed = nn.Embedding(config.vocab_size, config.model_dim)
         self.value_embeds = nn.ModuleList(
@@ -296,7 +299,9 @@ class GPT(nn.Module):
         return norm(x)
 
     def _logits(self, hidden: Tensor) -> Tensor:
-        logits = self.lm_head(hidden).float()  # (B, T, padded_vocab)
+        fp8 = self.use_fp8_head and self.training and hidden.dtype == torch.bfloat16
+        head = fp8_linear(hidden, self.lm_head.weight) if fp8 else self.lm_head(hidden)
+        logits = head.float()  # (B, T, padded_vocab)
         # soft cap into (0, 30); 30 * sigmoid(z / 7.5) is the seed's shifted 15 * tanh, scaled by sqrt(D)
         return LOGIT_SOFTCAP * torch.sigmoid(logits / (7.5 * hidden.size(-1) ** 0.5))
 

@@ -23,8 +23,10 @@ from torch import Tensor
 
 from engine.checkpoint import latest_checkpoint, load_state_into, read_checkpoint_file, save_checkpoint
 from engine.config import Hyperparameters, config_hash, to_dict
+from engine.cuda import (choose_fast_paths, compile_for_training, detect_capabilities, environment_record,
+                         out_of_memory_error, prepare_model_for_device, window_argument, write_environment)
 from engine.distributed import DistContext, all_reduce_mean_, any_rank, shutdown
-from engine.errors import CheckpointError, DeviceError, EngineError
+from engine.errors import CheckpointError, EngineError
 from engine.metrics import MetricsWriter
 from engine.runs import update_status
 
@@ -89,7 +91,12 @@ class Trainer:
         stop.on_timeout = self.record_stop_timeout
         if ctx.is_main:
             remove_partial_files(run_dir / "checkpoints")
-        self.model = self.build_model()
+        self.device_caps = detect_capabilities(self.device)
+        self.fast_paths = choose_fast_paths(self.device_caps, hp.run)
+        # every subclass's model gets the device's fast paths; the steps call the (maybe compiled) step_model
+        self.model = prepare_model_for_device(self.build_model(), self.fast_paths)
+        self.step_model = compile_for_training(self.model, self.fast_paths)
+        self.compile_s: float | None = None
         self.optimizers = self.build_optimizers()
         self.stream = self.build_stream()
         if resume:
@@ -146,8 +153,9 @@ class Trainer:
             self._val_tokens = torch.cat([_load_data_shard(f).to(torch.int64) for f in self.data.val_files])
             self._token_bytes = torch.tensor(token_byte_lengths(self.tokenizer), dtype=torch.float64)
         t = self.hp.train
-        result = evaluate_tokens(self.model, self._val_tokens, t.val_seq_len, self._token_bytes,
-                                 batch_size=t.micro_batch_size, window_blocks=window_blocks,
+        result = evaluate_tokens(self.step_model, self._val_tokens, t.val_seq_len, self._token_bytes,
+                                 batch_size=t.micro_batch_size,
+                                 window_blocks=window_argument(window_blocks, self.fast_paths, self.device),
                                  max_tokens=self.hp.data.val_tokens, ctx=self.ctx, device=self.device)
         return {"val_loss": result.loss, "val_bpb": result.bpb}
 
@@ -256,11 +264,11 @@ class Trainer:
 
     def train_step(self) -> float:
         accumulation = self.accumulation
-        window = self.window_blocks()
+        window = window_argument(self.window_blocks(), self.fast_paths, self.device)
         total = 0.0
         for _ in range(accumulation):
             inputs, targets, mask = self.next_batch()
-            loss = self.model(inputs, targets, window, loss_mask=mask)
+            loss = self.step_model(inputs, targets, window, loss_mask=mask)
             (loss / accumulation).backward()
             total += loss.detach()
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
@@ -272,6 +280,11 @@ class Trainer:
         self.last_multiplier = multiplier
         return float(total) / accumulation
 
+    def step_avg_ms(self) -> float:
+        """Mean step time so far, leaving out this process's compiling first step."""
+        timed_steps = self.step - (1 if self.compile_s is not None else 0)
+        return self.train_time_s * 1000 / max(timed_steps, 1)
+
     def periodic(self, every: int) -> bool:
         return every > 0 and self.step % every == 0
 
@@ -281,6 +294,9 @@ class Trainer:
         total = hp.train.num_iterations
         self.set_status(state="running", message="training")
         self.report("status", state="running", message=f"{self.kind} on {self.device}, {self.ctx.world_size} process(es)")
+        if self.ctx.is_main:
+            write_environment(self.run_dir, environment_record(self.device_caps, self.fast_paths, self.ctx.world_size))
+            log.info("fast paths: %s", "; ".join(self.fast_paths.reasons))
         tokens_per_step = hp.train.batch_size * hp.train.train_seq_len
         if self.step == 0 and r.val_every:
             self.run_validation()
@@ -297,7 +313,13 @@ class Trainer:
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             elapsed = time.perf_counter() - start
-            self.train_time_s += elapsed
+            if self.fast_paths.compile and self.compile_s is None:
+                # the first step compiles the model: report it apart so step_avg shows the steady speed
+                self.compile_s = elapsed
+                self.report("status", state="running", message=f"compiled the model in {elapsed:.1f} s",
+                            compile_s=round(elapsed, 2))
+            else:
+                self.train_time_s += elapsed
             self.step += 1
             self.tokens_seen += tokens_per_step
             if self.periodic(r.log_every) or self.step == 1 or self.finished():
@@ -305,7 +327,7 @@ class Trainer:
                             tokens_per_s=round(tokens_per_step / elapsed, 1), step_time_ms=round(elapsed * 1000, 2))
                 if self.ctx.is_main:
                     print(f"step:{self.step}/{total} train_loss:{loss:.4f} train_time:{self.train_time_s * 1000:.0f}ms "
-                          f"step_avg:{self.train_time_s * 1000 / self.step:.2f}ms", flush=True)
+                          f"step_avg:{self.step_avg_ms():.2f}ms", flush=True)
             if self.finished():
                 break
             if self.periodic(r.val_every):
@@ -329,7 +351,7 @@ class Trainer:
         if self.ctx.is_main:
             print(f"step:{self.step}/{self.hp.train.num_iterations} val_loss:{self.last_val['val_loss']:.4f} "
                   f"val_bpb:{self.last_val.get('val_bpb', float('nan')):.4f} train_time:{self.train_time_s * 1000:.0f}ms "
-                  f"step_avg:{self.train_time_s * 1000 / max(self.step, 1):.2f}ms", flush=True)
+                  f"step_avg:{self.step_avg_ms():.2f}ms", flush=True)
             self.set_status(state="running", message="training")
 
     def run_sample(self) -> None:
@@ -366,10 +388,10 @@ def run_entry_point(run_dir: Path, build: Callable[[StopSignal], Trainer]) -> in
         _record_failure(run_dir, rank, err.message, trainer)
         return 1
     except torch.OutOfMemoryError as err:
-        error = DeviceError("the device ran out of memory",
-                            hint="lower train.micro_batch_size or train.train_seq_len (more accumulation steps keep the batch)")
+        error = out_of_memory_error(trainer.hp if trainer else None, trainer.ctx.world_size if trainer else 1)
         print(f"error: {error.message}: {str(err).splitlines()[0]}\nhint: {error.hint}", file=sys.stderr, flush=True)
-        _record_failure(run_dir, rank, error.message, trainer)
+        # the fix is a config change, so the status (what the TUI shows) carries the hint too
+        _record_failure(run_dir, rank, f"{error.message}: {error.hint}", trainer)
         return 1
     except Exception as err:  # noqa: BLE001 - the log keeps the traceback; status gets the one-line reason
         traceback.print_exc()
