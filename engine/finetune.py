@@ -43,63 +43,26 @@ class Parent:
     hp: Hyperparameters | None  # None for an original modded-nanogpt checkpoint (no config inside)
 
 
-def resolve_parent_path(spec: str, runs_root: Path | None = None) -> Path:
-    """A checkpoint file as given, or the newest checkpoint of the run named `spec`."""
-    from engine.checkpoint import latest_checkpoint
-    from engine.runs import RunManager
-
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return path.resolve()
-    manager = RunManager(runs_root)
-    run_dir = manager.run_dir(spec) if "/" not in spec and spec not in (".", "..") else None
-    if run_dir is None or not run_dir.is_dir():
-        raise CheckpointError(f"{spec} is neither a checkpoint file nor a run in {manager.root}",
-                              hint="give a .pt file, or a run name from: nanogpt-tui runs")
-    info = latest_checkpoint(run_dir / "checkpoints")
-    if info is None:
-        raise CheckpointError(f"run {spec} has no checkpoint yet", hint="let it train until it saves one")
-    return info.path.resolve()
-
-
 def read_parent(spec: str | Path) -> Parent:
     """Load a parent checkpoint: ours (config and tokenizer inside) or an original state_step*.pt (GPT-2)."""
     from engine.checkpoint import read_checkpoint_file, strip_prefix
+    from engine.importer import ORIGINAL, OURS, detect_format, infer_model_config
 
     path = Path(spec).expanduser()
     data = read_checkpoint_file(path)
-    if not isinstance(data.get("model"), dict):
-        raise CheckpointError(f"{path} has no model weights", hint="expected a nanogpt-tui or modded-nanogpt checkpoint")
+    kind = detect_format(data, str(path))
+    if kind not in (OURS, ORIGINAL):
+        raise CheckpointError(f"{path} is a seed finetune.py output, which holds pickled objects",
+                              hint=f"import it first (nanogpt-tui import {path} --trust-pickle), then fine-tune the run")
     state_dict = strip_prefix(data["model"])
-    if isinstance(data.get("config"), dict):
-        hp = from_dict(data["config"], source=f"{path} (config)")
+    if kind == OURS:
+        try:
+            hp = from_dict(data["config"], source=f"{path} (config)")
+        except ConfigError as err:
+            raise CheckpointError(f"{path} has an invalid config: {err.message}", hint=err.hint) from err
         return Parent(path, hp.model, data.get("tokenizer") or {"kind": "gpt2"}, state_dict, hp)
-    return Parent(path, original_model_config(state_dict, str(path)), {"kind": "gpt2"}, state_dict, None)
-
-
-def original_model_config(state_dict: dict[str, Tensor], source: str) -> ModelConfig:
-    """The shape of an original modded-nanogpt model, read from its weights (GPT-2 vocabulary, head_dim 128)."""
-    seed = ModelConfig()
-    try:
-        vocab_size, model_dim = state_dict["embed.weight"].shape
-        layers = sorted({int(key.split(".")[1]) for key in state_dict if key.startswith("blocks.")})
-        attention = [n for n in layers if f"blocks.{n}.attn.qkv_w" in state_dict]
-        inner = state_dict[f"blocks.{attention[0]}.attn.qkv_w"].shape[1]
-    except (KeyError, IndexError, ValueError) as err:
-        raise CheckpointError(f"{source} is not a modded-nanogpt GPT checkpoint (no {err})",
-                              hint="expected the seed's parameter names (embed, blocks.N.attn.qkv_w, …)") from err
-    if vocab_size != seed.vocab_size or inner % seed.head_dim or layers != list(range(len(layers))):
-        raise CheckpointError(f"{source} has a shape this importer cannot read (vocab {vocab_size}, "
-                              f"attention width {inner}, layers {layers})",
-                              hint="original checkpoints use the GPT-2 vocabulary and 128-wide heads")
-    # the seed's window pattern for its 12 layers, the medium model's for 16; otherwise long windows only
-    patterns = {12: seed.window_pattern, 16: "LSSSLSSSLSSSLSSL"}
-    return dataclasses.replace(
-        seed, num_layers=len(layers), num_heads=inner // seed.head_dim, model_dim=model_dim,
-        num_value_embeds=sum(1 for key in state_dict if key.startswith("value_embeds.")),
-        no_attention_layers=tuple(n for n in layers if n not in attention),
-        window_pattern=patterns.get(len(layers), "L" * len(layers)),
-    )
+    config, _notes = infer_model_config(state_dict, str(path))
+    return Parent(path, config, {"kind": "gpt2"}, state_dict, None)
 
 
 def finetune_hyperparameters(parent: Parent, data: str, overrides: list[str]) -> Hyperparameters:
@@ -293,30 +256,18 @@ class FinetuneTrainer(Trainer):
         return "\n".join([*(f"{m['role']}: {m['content']}" for m in prompt), f"assistant: {answer}"])
 
 
-@torch.inference_mode()
 def greedy_reply(model: torch.nn.Module, tokenizer: Any, messages: list[dict[str, str]], template: str, *,
                  max_new_tokens: int, device: torch.device | str = "cpu") -> str:
     """The model's most likely reply to `messages`, up to the template's end of turn."""
     from engine.data.chat_template import render, stop_conditions
+    from engine.generate import Generator, SamplingParams
 
     ids, _ = render(messages, template, tokenizer, add_generation_prompt=True)
     stop_ids, stop_strings = stop_conditions(template, tokenizer)
-    was_training = model.training
-    model.eval()
-    reply: list[int] = []
-    for _ in range(max_new_tokens):
-        context = torch.tensor(ids + reply, dtype=torch.int64, device=device)[None]  # (1, T)
-        next_id = int(model(context)[0, -1, : tokenizer.vocab_size].argmax())
-        if next_id in stop_ids:
-            break
-        reply.append(next_id)
-        if stop_strings and any(stop in tokenizer.decode(reply) for stop in stop_strings):
-            break
-    model.train(was_training)
-    text = tokenizer.decode(reply)
-    for stop in stop_strings:
-        text = text.split(stop)[0]
-    return text.strip()
+    generator = Generator(model, tokenizer, device=device, max_context=len(ids) + max_new_tokens + 1)
+    params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens, stop_strings=tuple(stop_strings),
+                            stop_token_ids=tuple(stop_ids))
+    return "".join(chunk.text for chunk in generator.generate(ids, params)).strip()
 
 
 def build_trainer(run_dir: Path, resume: bool, stop: StopSignal) -> FinetuneTrainer:

@@ -82,10 +82,13 @@ class ConversationReport:
         head = f"{len(self.issues)} problem(s) in {self.invalid} of {self.total} conversation(s)"
         if self.broken_files:
             head += f" and {self.broken_files} unreadable file(s)"
-        listed = [f"  {issue}" for issue in self.issues[:MAX_LISTED]]
-        if len(self.issues) > MAX_LISTED:
-            listed.append(f"  … and {len(self.issues) - MAX_LISTED} more")
-        return "\n".join([head + ":", *listed])
+        return f"{head}:\n{format_issues(self.issues)}"
+
+
+def format_issues(issues: list[Issue]) -> str:
+    """One indented line per problem, at most MAX_LISTED of them."""
+    more = [f"  … and {len(issues) - MAX_LISTED} more"] if len(issues) > MAX_LISTED else []
+    return "\n".join([f"  {issue}" for issue in issues[:MAX_LISTED]] + more)
 
 
 def _got(value: Any) -> str:
@@ -393,9 +396,7 @@ def build_dataset(conversations: list[Conversation], tokenizer: Any, *, template
     rendered, issues, warnings = render_conversations(conversations, template, tokenizer, max_tokens=seq_len + 1,
                                                       overflow=overflow)
     if issues and not skip_invalid:
-        listed = "\n".join(f"  {issue}" for issue in issues[:MAX_LISTED])
-        more = f"\n  … and {len(issues) - MAX_LISTED} more" if len(issues) > MAX_LISTED else ""
-        raise DataError(f"{len(issues)} conversation(s) do not fit the context:\n{listed}{more}",
+        raise DataError(f"{len(issues)} conversation(s) do not fit the context:\n{format_issues(issues)}",
                         hint="shorten them, raise train.train_seq_len, set finetune.overflow=truncate, "
                              "or skip them with --skip-invalid")
     warnings = [str(issue) + " (skipped)" for issue in issues] + warnings

@@ -72,12 +72,14 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     from engine.data.conversations import read_conversations
     from engine.data.tokenizer import tokenizer_from_payload
-    from engine.finetune import finetune_hyperparameters, load_finetune_data, plan_steps, read_parent, resolve_parent_path
+    from engine.finetune import finetune_hyperparameters, load_finetune_data, plan_steps, read_parent
+    from engine.resolve import resolve_checkpoint
 
-    parent = read_parent(resolve_parent_path(args.from_))
+    resolved = resolve_checkpoint(args.from_)
+    parent = read_parent(resolved.path)
     overrides = _overrides(args)
     hp = finetune_hyperparameters(parent, args.data, overrides)
-    print(f"parent: {parent.path} ({'nanogpt-tui' if parent.hp else 'original modded-nanogpt'} checkpoint)")
+    print(f"parent: {resolved.description} ({'nanogpt-tui' if parent.hp else 'original modded-nanogpt'} checkpoint)")
     report = read_conversations(hp.finetune.data, max_file_mb=hp.finetune.max_file_mb)
     if not _check_report(report, hp.finetune.skip_invalid):
         print("nothing was trained: fix the data, or pass --skip-invalid to train on the valid conversations only")
@@ -105,7 +107,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("finetune", help="fine-tune a checkpoint on conversations (loss on the replies)")
     parser.add_argument("--from", dest="from_", metavar="CHECKPOINT|RUN",
-                        help="a .pt checkpoint (ours or modded-nanogpt's state_step*.pt) or a run name (its newest)")
+                        help="a .pt checkpoint (ours or modded-nanogpt's state_step*.pt), a folder or a run (its newest)")
     parser.add_argument("--data", metavar="FILE", help='conversations: .json ({"conversations": [...]}), .jsonl or a folder')
     parser.add_argument("--epochs", type=int, help="passes over the training conversations (default 3)")
     parser.add_argument("--lr", type=float, help="learning rate (default 5e-5, AdamW)")
