@@ -82,7 +82,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     print(f"parent: {resolved.description} ({'nanogpt-tui' if parent.hp else 'original modded-nanogpt'} checkpoint)")
     report = read_conversations(hp.finetune.data, max_file_mb=hp.finetune.max_file_mb)
     if not _check_report(report, hp.finetune.skip_invalid):
-        print("nothing was trained: fix the data, or pass --skip-invalid to train on the valid conversations only")
+        if not args.check:
+            print("nothing was trained: fix the data, or pass --skip-invalid to train on the valid conversations only")
         return 1
     data = load_finetune_data(hp, tokenizer_from_payload(parent.tokenizer), report)
     _print_section("tokens:", data.dataset.summary_lines())
@@ -93,7 +94,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     print(f"plan: {hp.train.num_iterations} steps = {hp.finetune.epochs} epoch(s) of {len(data.dataset.train)} rows, "
           f"{hp.train.batch_size} rows per step, {hp.finetune.optimizer} lr {hp.finetune.lr:g}")
     if args.check:
-        return 0
+        return 1 if report.issues else 0
     name = args.name or f"{hp.preset}-ft-{time.strftime('%Y%m%d-%H%M%S')}"
     info = manager.create(hp, name, kind="finetune", nproc=args.nproc, parent=str(parent.path))
     info = manager.launch(info.name)
