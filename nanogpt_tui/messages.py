@@ -8,7 +8,11 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from engine.evaluate import EvalReport
     from engine.runs import RunInfo
+    from nanogpt_tui.model_service import CheckpointEntry, LoadedModel
     from nanogpt_tui.widgets.series import Curve, SeriesSnapshot
 
 
@@ -86,3 +90,123 @@ class ValCurvesRead(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, ValCurvesRead)
+
+
+# --------------------------------------------------------------------------- checkpoints, evaluate, chat
+
+
+@dataclass
+class CheckpointsListed(Message):
+    """The sidecars of every run's checkpoints were read (no weights)."""
+
+    entries: tuple[CheckpointEntry, ...]
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, CheckpointsListed)
+
+
+@dataclass
+class CheckpointConfigRead(Message):
+    """The full config of the highlighted checkpoint's run was read."""
+
+    path: Path
+    text: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, CheckpointConfigRead)
+
+
+@dataclass
+class ConversationsChecked(Message):
+    """A conversation file or folder was validated (structure only; tokens need the model's tokenizer)."""
+
+    path: str
+    summary: list[str]
+    problems: str
+    usable: bool
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ConversationsChecked)
+
+
+@dataclass
+class ModelLoaded(Message):
+    """A checkpoint's weights are loaded and ready to generate."""
+
+    model: LoadedModel
+
+
+@dataclass
+class ReplyStreamed(Message):
+    """The reply so far (cumulative, so only the latest one needs drawing)."""
+
+    text: str
+    tokens: int
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ReplyStreamed)
+
+
+@dataclass
+class TurnsDropped(Message):
+    """The oldest turns were dropped so the conversation fits the model's context."""
+
+    dropped: int
+    total_dropped: int
+    fits: bool
+
+
+@dataclass
+class ReplyCompleted(Message):
+    """The reply ended (stop token, length, or cancelled with its partial text kept)."""
+
+    text: str
+    finish_reason: str
+    tokens: int
+    tokens_per_s: float | None
+    context_tokens: int
+    context_window: int
+    seed: int
+
+
+@dataclass
+class EvaluationProgressed(Message):
+    """Fraction (0..1) of the evaluation rows done."""
+
+    fraction: float
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, EvaluationProgressed)
+
+
+@dataclass
+class EvaluationCompleted(Message):
+    """Val loss and bits per byte of one checkpoint on one data set."""
+
+    label: str
+    report: EvalReport
+
+
+@dataclass
+class EvaluationStopped(Message):
+    """The user cancelled the evaluation; nothing was measured."""
+
+
+@dataclass
+class SampleStreamed(Message):
+    """The text so far of one of the side-by-side samples."""
+
+    sample: int
+    text: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, SampleStreamed) and message.sample == self.sample
+
+
+@dataclass
+class SamplesCompleted(Message):
+    """All samples ended; finish reason of each, by sample index."""
+
+    finish_reasons: tuple[str, ...]
+    tokens: int
+    seconds: float

@@ -1,0 +1,249 @@
+"""What the checkpoints, evaluate and chat screens need from the engine, and its local implementation.
+
+Listing reads only the `.json` sidecars and `config.toml` files, never weights. Loading a model,
+evaluating and generating import torch inside the call, so a worker pays for it and the app's
+first frame never does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from engine.atomic import atomic_write_text
+from engine.errors import CheckpointError, DataError
+
+if TYPE_CHECKING:
+    import threading
+
+    from engine.chat import ChatSession
+    from engine.data.conversations import ConversationReport
+    from engine.evaluate import EvalReport
+    from engine.generate import Generator
+    from engine.importer import ImportResult
+    from engine.runs import RunInfo
+
+# sidecar kinds of checkpoints whose model was trained to answer (the rest continue text)
+FINETUNED_KINDS = frozenset({"finetune"})
+SEED_FINETUNE_FORMAT = "seed-finetune"
+
+
+@dataclass(frozen=True)
+class CheckpointEntry:
+    """One checkpoint as its sidecar describes it; `run` is its run directory's name."""
+
+    path: Path
+    run: str
+    meta: Mapping[str, Any]
+
+    @property
+    def step(self) -> int:
+        return int(self.meta.get("step", 0))
+
+    @property
+    def kind(self) -> str:
+        return str(self.meta.get("kind") or "pretrain")
+
+    @property
+    def label(self) -> str:
+        return f"{self.run} @ {self.step}"
+
+    @property
+    def finetuned(self) -> bool:
+        return self.kind in FINETUNED_KINDS or self.meta.get("source_format") == SEED_FINETUNE_FORMAT
+
+    def number(self, key: str) -> float | None:
+        value = self.meta.get(key)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to generate and evaluate, with what the screens say about it."""
+
+    entry_path: Path
+    label: str
+    generator: Generator
+    hyperparameters: dict[str, Any] | None
+    finetuned: bool
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SamplingValues:
+    """The sampling sliders' values; turned into engine.generate.SamplingParams inside a worker."""
+
+    temperature: float = 0.8
+    top_k: int = 50
+    top_p: float = 0.95
+    max_new_tokens: int = 256
+    repetition_penalty: float = 1.0
+    seed: int = 0
+
+
+class EvaluationCancelled(Exception):
+    """Raised from the progress callback to leave an evaluation the user cancelled."""
+
+
+class ModelEngine(Protocol):
+    """The part of the engine facade that serves checkpoints; tests pass fakes of single methods."""
+
+    def list_checkpoints(self) -> list[CheckpointEntry]: ...
+    def checkpoint_config(self, entry: CheckpointEntry) -> str: ...
+    def delete_checkpoint(self, entry: CheckpointEntry) -> None: ...
+    def import_checkpoint(self, path: str, name: str | None, *, trust_pickle: bool = False) -> ImportResult: ...
+    def check_conversations(self, path: str) -> ConversationReport: ...
+    def launch_finetune(self, entry: CheckpointEntry, data: str, name: str | None,
+                        overrides: Sequence[str]) -> RunInfo: ...
+    def load_model(self, entry: CheckpointEntry) -> LoadedModel: ...
+    def chat_session(self, model: LoadedModel, template: str, system: str) -> ChatSession: ...
+    def evaluate(self, model: LoadedModel, data: str | None, max_tokens: int,
+                 progress: Callable[[float], None], cancel: threading.Event) -> EvalReport: ...
+    def save_conversation(self, messages: Sequence[Mapping[str, str]], path: str | None) -> Path: ...
+
+
+def sampling_params(values: SamplingValues, *, seed_offset: int = 0) -> Any:
+    """engine.generate.SamplingParams for the sliders (imports torch: call it in a worker).
+
+    top-p 0 on the slider means "only the most likely token", the limit of nucleus sampling;
+    the engine takes the smallest positive value for it.
+    """
+    from engine.generate import SamplingParams
+
+    return SamplingParams(temperature=values.temperature, top_k=values.top_k, top_p=max(values.top_p, 1e-6),
+                          max_new_tokens=values.max_new_tokens, seed=values.seed + seed_offset,
+                          repetition_penalty=values.repetition_penalty)
+
+
+def conversation_document(messages: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+    """The fine-tuning JSON for one conversation; empty turns (a reply stopped before its first token) are left out."""
+    kept = [{"role": m["role"], "content": m["content"]} for m in messages if m["content"].strip()]
+    if not any(m["role"] == "assistant" for m in kept):
+        raise DataError("the conversation has no reply yet, so there is nothing to train on",
+                        hint="send a message and let the model answer first")
+    return {"conversations": [{"messages": kept}]}
+
+
+class LocalModels:
+    """ModelEngine over the runs folder `self.root` (mixed into the app's LocalEngine)."""
+
+    root: Path
+
+    def list_checkpoints(self) -> list[CheckpointEntry]:
+        """Every complete checkpoint of every run, newest run first, steps in order; sidecars only."""
+        from engine.checkpoint import list_checkpoints
+
+        if not self.root.is_dir():
+            return []
+        runs = [d for d in self.root.iterdir() if (d / "checkpoints").is_dir()]
+        runs.sort(key=_created_at, reverse=True)
+        return [CheckpointEntry(info.path, run.name, info.meta)
+                for run in runs for info in list_checkpoints(run / "checkpoints")]
+
+    def checkpoint_config(self, entry: CheckpointEntry) -> str:
+        """The run's config.toml as text, or the sidecar's model section when the run has none."""
+        config = entry.path.parent.parent / "config.toml"
+        try:
+            return config.read_text(encoding="utf-8")
+        except OSError:
+            model = entry.meta.get("model")
+            return "[model]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in (model or {}).items())
+
+    def delete_checkpoint(self, entry: CheckpointEntry) -> None:
+        """Remove the weights and the sidecar (sidecar first, so no listing ever shows a half-deleted one)."""
+        run_dir = entry.path.parent.parent
+        status = _read_json(run_dir / "status.json")
+        if status.get("state") == "running":
+            raise CheckpointError(f"run {entry.run} is running and may still resume from {entry.path.name}",
+                                  hint="stop the run before deleting its checkpoints")
+        try:
+            entry.path.with_suffix(".json").unlink(missing_ok=True)
+            entry.path.unlink(missing_ok=True)
+        except OSError as err:
+            raise CheckpointError(f"could not delete {entry.path}: {err.strerror or err}") from err
+
+    def import_checkpoint(self, path: str, name: str | None, *, trust_pickle: bool = False) -> ImportResult:
+        from engine.importer import import_checkpoint
+
+        return import_checkpoint(Path(path).expanduser(), name or None, trust_pickle=trust_pickle, root=self.root)
+
+    def check_conversations(self, path: str) -> ConversationReport:
+        from engine.data.conversations import read_conversations
+
+        return read_conversations(path)
+
+    def launch_finetune(self, entry: CheckpointEntry, data: str, name: str | None,
+                        overrides: Sequence[str]) -> RunInfo:
+        """What `nanogpt-tui finetune --from CHECKPOINT --data FILE --detach` does, as one call."""
+        from engine.data.conversations import read_conversations
+        from engine.data.tokenizer import tokenizer_from_payload
+        from engine.finetune import finetune_hyperparameters, load_finetune_data, plan_steps, read_parent
+
+        parent = read_parent(entry.path)
+        hp = finetune_hyperparameters(parent, data, list(overrides))
+        report = read_conversations(hp.finetune.data, max_file_mb=hp.finetune.max_file_mb)
+        prepared = load_finetune_data(hp, tokenizer_from_payload(parent.tokenizer), report)
+        hp = plan_steps(hp, len(prepared.dataset.train), validate_each_epoch=True)
+        run_name = name or f"{entry.run}-ft-{time.strftime('%Y%m%d-%H%M%S')}"
+        info = self.create(hp, run_name, kind="finetune", parent=str(entry.path))  # type: ignore[attr-defined]
+        return self.launch(info.name)  # type: ignore[attr-defined, no-any-return]
+
+    def load_model(self, entry: CheckpointEntry) -> LoadedModel:
+        from engine.generate import Generator
+        from engine.importer import load_model
+
+        loaded = load_model(entry.path)
+        generator = Generator.from_checkpoint(loaded)
+        finetuned = entry.finetuned or loaded.source_format == SEED_FINETUNE_FORMAT
+        return LoadedModel(entry.path, entry.label, generator, loaded.hyperparameters, finetuned, list(loaded.notes))
+
+    def chat_session(self, model: LoadedModel, template: str, system: str) -> ChatSession:
+        from engine.chat import ChatSession
+
+        return ChatSession(model.generator, template=template, system=system)
+
+    def evaluate(self, model: LoadedModel, data: str | None, max_tokens: int,
+                 progress: Callable[[float], None], cancel: threading.Event) -> EvalReport:
+        """Val loss and bpb; the progress callback raises EvaluationCancelled once `cancel` is set."""
+        from engine.evaluate import default_eval_seq_len, eval_data, evaluate_model
+
+        generator = model.generator
+
+        def report(fraction: float) -> None:
+            if cancel.is_set():
+                raise EvaluationCancelled
+            progress(fraction)
+
+        tokens = eval_data(data, generator.tokenizer, model.hyperparameters)
+        seq_len = default_eval_seq_len(model.hyperparameters, generator.max_context)
+        return evaluate_model(generator.model, generator.tokenizer, tokens, seq_len=seq_len, max_tokens=max_tokens,
+                              device=generator.device, progress=report)
+
+    def save_conversation(self, messages: Sequence[Mapping[str, str]], path: str | None) -> Path:
+        """Write the conversation as fine-tuning JSON (the default folder is <data dir>/conversations)."""
+        document = conversation_document(messages)
+        target = Path(path).expanduser() if path else (
+            self.root.parent / "conversations" / f"chat-{time.strftime('%Y%m%d-%H%M%S')}.json")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(target, json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+        except OSError as err:
+            raise DataError(f"could not write {target}: {err.strerror or err}") from err
+        return target
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _created_at(run_dir: Path) -> float:
+    created = _read_json(run_dir / "run.json").get("created_at")
+    return float(created) if isinstance(created, (int, float)) else 0.0
