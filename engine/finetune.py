@@ -225,6 +225,7 @@ class FinetuneTrainer(Trainer):
     @torch.inference_mode()
     def validate(self, window_blocks: int) -> dict[str, float]:
         """Loss and bits per byte on the held-out conversations' assistant tokens."""
+        from engine.cuda import window_argument
         from engine.data.prepare import token_byte_lengths
         from engine.distributed import all_reduce_sum
         from engine.evaluate import loss_and_bpb
@@ -232,6 +233,7 @@ class FinetuneTrainer(Trainer):
         if not hasattr(self, "_token_bytes"):
             self._token_bytes = torch.tensor(token_byte_lengths(self.tokenizer), dtype=torch.float64)
         val = self.data.dataset.val
+        window = window_argument(window_blocks, self.fast_paths, self.device)
         was_training = self.model.training
         self.model.eval()
         nats = tokens = num_bytes = 0.0
@@ -240,7 +242,7 @@ class FinetuneTrainer(Trainer):
             rows = torch.tensor(my_rows[start:start + self.hp.train.micro_batch_size])
             batch = val.tokens[rows].to(self.device, torch.int64)  # (B, seq_len + 1)
             mask = val.mask[rows, 1:].to(self.device)  # (B, seq_len)
-            nats += float(self.model(batch[:, :-1], batch[:, 1:], window_blocks, reduction="sum", loss_mask=mask))
+            nats += float(self.step_model(batch[:, :-1], batch[:, 1:], window, reduction="sum", loss_mask=mask))
             tokens += float(mask.sum())
             num_bytes += float(self._token_bytes[batch[:, 1:][mask].cpu()].sum())
         self.model.train(was_training)
