@@ -113,3 +113,40 @@ def training_seconds(est: Estimate, hp: Hyperparameters, flops_per_s: float, dev
     if hp.train.time_budget_s > 0:
         seconds = min(seconds, hp.train.time_budget_s)
     return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPerRank:
+    """Bytes one rank holds while training: what engine.cuda's fast paths store, plus the activations."""
+
+    weights: int
+    gradients: int
+    optimizer_state: int
+    activations: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.gradients + self.optimizer_state + self.activations
+
+
+def memory_per_rank(hp: Hyperparameters, nproc: int = 1) -> MemoryPerRank:
+    """Training memory of one of `nproc` ranks (allocator overhead and fragmentation not included).
+
+    On a GPU run (any run.device but cpu, run.dtype not float32) the embedding tables, their
+    gradients and Adam moments are bf16 and everything else fp32, as engine.cuda stores them.
+    Muon keeps a momentum buffer only for the matrices its rank orthogonalises, about 1/nproc of them.
+    """
+    model = hp.model
+    est = estimate(hp, nproc)
+    attn_dim = model.num_heads * model.head_dim
+    embeddings = model.vocab_size * (model.model_dim + model.num_value_embeds * attn_dim)
+    head = model.padded_vocab_size * model.model_dim
+    scalars = 2 * model.num_layers + 2 * (model.num_layers - len(set(model.no_attention_layers))) + model.num_layers // 2
+    matrices = est.num_params - embeddings - head - scalars
+    embed_bytes = _bytes_per_element(hp)
+    weights = embeddings * embed_bytes + (est.num_params - embeddings) * 4
+    # Adam: two moments in the parameter's dtype; Muon: one fp32 momentum per owned matrix
+    adam = 2 * (embeddings * embed_bytes + (head + scalars) * 4)
+    muon = -(-matrices // nproc) * 4
+    return MemoryPerRank(weights=weights, gradients=weights, optimizer_state=adam + muon,
+                         activations=est.activation_bytes_per_rank)
