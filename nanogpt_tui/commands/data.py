@@ -53,7 +53,13 @@ def resolve_tokenizer(spec: str) -> Any:
 
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from engine.data.tokenize_files import TokenizeProgress, tokenize_to_shards
 

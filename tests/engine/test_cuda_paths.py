@@ -12,8 +12,15 @@ import pytest
 import torch
 
 from engine.config import ModelConfig, RunConfig, preset
-from engine.cuda import (DeviceCapabilities, FastPaths, choose_fast_paths, detect_capabilities, out_of_memory_error,
-                         prepare_model_for_device, window_argument)
+from engine.cuda import (
+    DeviceCapabilities,
+    FastPaths,
+    choose_fast_paths,
+    detect_capabilities,
+    out_of_memory_error,
+    prepare_model_for_device,
+    window_argument,
+)
 from engine.errors import DeviceError
 from engine.fp8 import fp8_linear
 from engine.model import GPT

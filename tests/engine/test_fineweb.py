@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from engine.data import fineweb
-from engine.data.fineweb import INSTALL_HINT, HuggingFaceHub, RemoteFile, ShardProgress, download_fineweb, fineweb_names
+from engine.data.fineweb import (
+    INSTALL_HINT,
+    HuggingFaceHub,
+    RemoteFile,
+    ShardProgress,
+    download_fineweb,
+    fineweb_names,
+)
 from engine.data.shards import read_shard_header, write_shard
 from engine.errors import DataError
 

@@ -91,4 +91,4 @@ def test_one_two_and_four_ranks_take_the_same_step(tmp_path: Path) -> None:
         assert results[world]["loss"] == pytest.approx(reference["loss"], rel=1e-9), f"{world} ranks: loss differs"
         for key, tensor in reference["model"].items():
             torch.testing.assert_close(results[world]["model"][key], tensor, atol=1e-6, rtol=1e-5,
-                                       msg=lambda m: f"{key} after one step on {world} ranks differs: {m}")
+                                       msg=lambda m, key=key, world=world: f"{key} after {world} ranks' step: {m}")
