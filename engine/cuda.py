@@ -21,13 +21,14 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from engine.config import Hyperparameters, RunConfig
 from engine.errors import DeviceError
+from engine.model import GPT
 
 # FP8 tensor-core matmuls (torch._scaled_mm) exist from Ada (sm89) and Hopper (sm90) on
 FP8_MIN_CAPABILITY = (8, 9)
@@ -186,7 +187,7 @@ def detect_capabilities(device: torch.device) -> DeviceCapabilities:
 # ---------------------------------------------------------------------------------- the model
 
 
-def prepare_model_for_device(model: nn.Module, fast_paths: FastPaths) -> nn.Module:
+def prepare_model_for_device(model: GPT, fast_paths: FastPaths) -> GPT:
     """Set the GPT's attention backend and FP8 head, and store its embedding tables in bf16 for a bf16 run."""
     model.attention_backend = fast_paths.attention
     model.use_fp8_head = fast_paths.fp8_head
@@ -197,13 +198,14 @@ def prepare_model_for_device(model: nn.Module, fast_paths: FastPaths) -> nn.Modu
     return model
 
 
-def compile_for_training(model: nn.Module, fast_paths: FastPaths) -> nn.Module:
+def compile_for_training(model: GPT, fast_paths: FastPaths) -> nn.Module:
     """The module the training steps call: `model` compiled (static shapes) when the fast paths say so.
 
     The compiled wrapper shares the parameters; `model` itself stays uncompiled, so checkpoints keep
     plain keys and sampling (one more token each call) does not recompile.
     """
-    return torch.compile(model, dynamic=False) if fast_paths.compile else model
+    # torch.compile returns an OptimizedModule (an nn.Module) for a module, whatever its annotation says
+    return cast(nn.Module, torch.compile(model, dynamic=False)) if fast_paths.compile else model
 
 
 @functools.lru_cache(maxsize=64)

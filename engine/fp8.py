@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -97,7 +98,7 @@ def _(grad: Tensor, x_f8: Tensor, w_f8: Tensor, x_s: float, w_s: float, grad_s: 
     return torch.empty_like(x_f8, dtype=torch.bfloat16), torch.empty_like(w_f8, dtype=torch.float32)
 
 
-def _setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: tuple) -> None:
+def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
     *_, x_s, w_s, grad_s = inputs
     _, x_f8, w_f8 = output
     ctx.save_for_backward(x_f8, w_f8)
@@ -105,7 +106,7 @@ def _setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, outp
     ctx.set_materialize_grads(False)
 
 
-def _backward(ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor, *_: Tensor) -> tuple:
+def _backward(ctx: Any, grad_out: Tensor, *_: Tensor) -> tuple:
     x_f8, w_f8 = ctx.saved_tensors
     grad_x, grad_w = torch.ops.nanogpt_tui.fp8_mm_backward(grad_out, x_f8, w_f8, *ctx.scales)
     return grad_x, grad_w, None, None, None
