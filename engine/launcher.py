@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.runs import TERMINAL_STATES, read_json, update_status
+from engine.runs import STOP_REQUEST, TERMINAL_STATES, read_json, update_status
 
 
 def _last_lines(path: Path, count: int = 5) -> str:
@@ -27,16 +27,17 @@ def _last_lines(path: Path, count: int = 5) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # first of all: a stop sent while we start must not kill the supervisor before it can record
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # RunManager starts us with these signals blocked, so a stop sent while Python starts waits.
+    # Ignoring them (not handling) lets the worker inherit the ignore through exec, so it too
+    # survives a stop during its start-up and reads the stop_requested file instead.
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGHUP, signal.SIGINT})
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run-dir", required=True, type=Path)
     args = parser.parse_args(argv)
     run_dir: Path = args.run_dir
     command = json.loads((run_dir / "command.json").read_text())["command"]
-    # the stop signal goes to the whole group: the workers handle it, the supervisor waits for them
     child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     while True:
         try:
@@ -45,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         except InterruptedError:
             continue
     status = read_json(run_dir / "status.json")
-    if status.get("state") not in TERMINAL_STATES:
+    if status.get("state") not in TERMINAL_STATES and (run_dir / STOP_REQUEST).exists():
+        # a worker killed by the stop before it could save (torchrun's workers start unprotected)
+        update_status(run_dir, state="stopped", exit_code=exit_code, ended_at=time.time(),
+                      message="stopped while starting; the newest checkpoint is unchanged")
+    elif status.get("state") not in TERMINAL_STATES:
         reason = f"exit code {exit_code}" if exit_code >= 0 else f"killed by signal {-exit_code}"
         tail = _last_lines(run_dir / "train.log")
         update_status(run_dir, state="failed", exit_code=exit_code, ended_at=time.time(),

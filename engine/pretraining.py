@@ -9,21 +9,25 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from engine.stopping import StopSignal
 
-from engine.config import Hyperparameters, load_toml
-from engine.errors import ConfigError, EngineError
-from engine.trainer import StopSignal, Trainer, run_entry_point
+if TYPE_CHECKING:
+    from engine.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
 
 def build_trainer(run_dir: Path, resume: bool, stop: StopSignal) -> Trainer:
+    import torch
+
+    from engine.config import Hyperparameters, load_toml
     from engine.data.prepare import prepare_data
     from engine.distributed import barrier, init_distributed
+    from engine.errors import ConfigError, EngineError
+    from engine.trainer import Trainer
 
     if not run_dir.is_dir():
         raise EngineError(f"run directory {run_dir} does not exist", hint="create runs with: nanogpt-tui train")
@@ -50,11 +54,15 @@ def build_trainer(run_dir: Path, resume: bool, stop: StopSignal) -> Trainer:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop = StopSignal()
+    stop.install()
     parser = argparse.ArgumentParser(description="Pretrain a GPT in a run directory")
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     args = parser.parse_args(argv)
-    return run_entry_point(args.run_dir.resolve(), lambda stop: build_trainer(args.run_dir.resolve(), args.resume, stop))
+    from engine.trainer import run_entry_point  # torch loads here, after the stop handler is in place
+
+    return run_entry_point(args.run_dir.resolve(), lambda stop: build_trainer(args.run_dir.resolve(), args.resume, stop), stop)
 
 
 if __name__ == "__main__":

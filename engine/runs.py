@@ -255,12 +255,17 @@ class RunManager:
         write_json(run_dir / "command.json", {"command": command})
         import subprocess
 
-        with open(run_dir / "train.log", "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "engine.launcher", "--run-dir", str(run_dir.resolve())],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, env=env, cwd=str(run_dir),
-            )
+        # the supervisor starts with stop signals blocked (the mask is inherited) until it ignores them
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP, signal.SIGINT})
+        try:
+            with open(run_dir / "train.log", "ab") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "engine.launcher", "--run-dir", str(run_dir.resolve())],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True, env=env, cwd=str(run_dir),
+                )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         update_status(run_dir, state="running", pid=process.pid, started_at=time.time(), ended_at=None,
                       exit_code=None, message="resuming" if resume else "starting")
         return self._info(run_dir)

@@ -9,9 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import signal
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -28,49 +26,10 @@ from engine.cuda import (choose_fast_paths, compile_for_training, detect_capabil
 from engine.distributed import DistContext, all_reduce_mean_, any_rank, shutdown
 from engine.errors import CheckpointError, EngineError
 from engine.metrics import MetricsWriter
-from engine.runs import update_status
+from engine.runs import STOP_REQUEST, update_status
+from engine.stopping import StopSignal
 
 log = logging.getLogger(__name__)
-
-
-class StopSignal:
-    """First SIGTERM asks for a checkpoint and a clean stop; a second one, later, exits at once.
-
-    torchrun forwards the group's SIGTERM to its workers, so a worker may see the same stop twice
-    within a moment: repeats inside `debounce_s` count as the first.
-    """
-
-    def __init__(self, debounce_s: float = 2.0) -> None:
-        self.requested_at: float | None = None
-        self.debounce_s = debounce_s
-        # set by the Trainer once the config is known: how long a stop may take before we give up
-        self.timeout_s: float = 60.0
-        self.on_timeout: Callable[[], None] | None = None
-
-    def install(self) -> None:
-        signal.signal(signal.SIGTERM, self._handle)
-        signal.signal(signal.SIGINT, self._handle)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        now = time.monotonic()
-        if self.requested_at is None:
-            self.requested_at = now
-            # a step can be long on a big model: bound the stop, atomic saves make exiting safe
-            watchdog = threading.Timer(self.timeout_s, self._give_up)
-            watchdog.daemon = True
-            watchdog.start()
-        elif now - self.requested_at > self.debounce_s:
-            os._exit(128 + signum)
-
-    def _give_up(self) -> None:
-        if self.on_timeout is not None:
-            self.on_timeout()
-        os._exit(124)
-
-    @property
-    def requested(self) -> bool:
-        return self.requested_at is not None
 
 
 class Trainer:
@@ -245,6 +204,10 @@ class Trainer:
         self.train_time_s = float(data.get("train_time_s", 0.0))
         log.info("resumed from %s at step %d", info.path.name, self.step)
 
+    def stop_file_present(self) -> bool:
+        """The stop marker RunManager writes; covers a signal lost while this process started."""
+        return self.ctx.is_main and (self.run_dir / STOP_REQUEST).exists()
+
     def record_stop_timeout(self) -> None:
         if self.ctx.is_main:
             self.end("stopped", f"stop took longer than {self.hp.run.stop_timeout_s:.0f} s; "
@@ -301,7 +264,7 @@ class Trainer:
         if self.step == 0 and r.val_every:
             self.run_validation()
         while not self.finished():
-            if any_rank(self.stop.requested, self.ctx):
+            if any_rank(self.stop.requested or self.stop_file_present(), self.ctx):
                 self.save()  # no validation here: a stop must be quick
                 self.end("stopped", f"stopped at step {self.step}")
                 return "stopped"
@@ -373,10 +336,15 @@ def remove_partial_files(directory: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def run_entry_point(run_dir: Path, build: Callable[[StopSignal], Trainer]) -> int:
-    """Run a trainer, turning every failure into a `failed` status with a readable message."""
-    stop = StopSignal()
-    stop.install()
+def run_entry_point(run_dir: Path, build: Callable[[StopSignal], Trainer], stop: StopSignal | None = None) -> int:
+    """Run a trainer, turning every failure into a `failed` status with a readable message.
+
+    Entry points pass a StopSignal installed before their heavy imports, so a stop sent while the
+    process starts is still honoured.
+    """
+    if stop is None:
+        stop = StopSignal()
+        stop.install()
     rank = int(os.environ.get("RANK", "0"))
     trainer: Trainer | None = None
     try:
@@ -395,7 +363,11 @@ def run_entry_point(run_dir: Path, build: Callable[[StopSignal], Trainer]) -> in
         return 1
     except Exception as err:  # noqa: BLE001 - the log keeps the traceback; status gets the one-line reason
         traceback.print_exc()
-        _record_failure(run_dir, rank, f"{type(err).__name__}: {err}", trainer)
+        message = f"{type(err).__name__}: {err}"
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "Connection" in str(err):
+            message = ("lost contact with another process of this run (it crashed or was killed); "
+                       "torchrun's report at the end of train.log names it")
+        _record_failure(run_dir, rank, message, trainer)
         return 1
     finally:
         if trainer is not None:

@@ -65,3 +65,15 @@ def test_a_stuck_stop_is_bounded_by_the_timeout(tmp_path: Path) -> None:
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 124
     assert time.monotonic() - sent < 5.0
+
+
+@pytest.mark.slow
+def test_a_stop_sent_while_the_run_starts_is_honoured(tmp_path: Path) -> None:
+    from engine.runs import RunManager
+    from tests.helpers import tiny_config, write_corpus
+
+    manager = RunManager()
+    manager.create_and_launch(tiny_config(write_corpus(tmp_path), "train.num_iterations=100000"), "early")
+    manager.stop("early")  # before the worker has even imported torch
+    final = manager.wait("early", timeout=120)
+    assert final.state == "stopped", final
