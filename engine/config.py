@@ -210,13 +210,17 @@ def _shakespeare_cpu() -> Hyperparameters:
 
 
 def _speedrun_124m() -> Hyperparameters:
-    # exactly the seed's Hyperparameters and create_model(); 8 GPUs x 1 sequence of 48Ki tokens
+    # exactly the seed's Hyperparameters and create_model(); 8 GPUs x 1 sequence of 48Ki tokens.
+    # The shards are where `nanogpt-tui data fineweb` puts them.
+    from engine.paths import data_dir
+
+    fineweb = data_dir() / "fineweb10B"
     return Hyperparameters(
         preset="speedrun-124m",
         data=DataConfig(
             corpus="shards",
-            train_files="data/fineweb10B/fineweb_train_*.bin",
-            val_files="data/fineweb10B/fineweb_val_*.bin",
+            train_files=str(fineweb / "fineweb_train_*.bin"),
+            val_files=str(fineweb / "fineweb_val_*.bin"),
             tokenizer="gpt2",
         ),
     )
@@ -473,6 +477,18 @@ def apply_overrides(hp: Hyperparameters, overrides: list[str]) -> Hyperparameter
 
 GPT2_VOCAB_SIZE = 50257
 GPT2_EOT_ID = 50256
+
+
+def resolve_paths(hp: Hyperparameters, base: Path) -> Hyperparameters:
+    """Make relative corpus and shard paths absolute: the training process runs in the run folder."""
+
+    def absolute(value: str) -> str:
+        return value if not value or Path(value).is_absolute() else str(base / value)
+
+    d = hp.data
+    corpus = d.corpus if d.corpus in ("shakespeare", "shards") else absolute(d.corpus)
+    updated = dataclasses.replace(d, corpus=corpus, train_files=absolute(d.train_files), val_files=absolute(d.val_files))
+    return hp if updated == d else dataclasses.replace(hp, data=updated)
 
 
 def align_vocab(hp: Hyperparameters) -> Hyperparameters:

@@ -18,7 +18,7 @@ from typing import Any
 
 from engine import paths
 from engine.atomic import atomic_write_text
-from engine.config import Hyperparameters, align_vocab, load_toml, save_toml, validate
+from engine.config import Hyperparameters, align_vocab, load_toml, resolve_paths, save_toml, validate
 from engine.errors import DeviceError, RunError
 from engine.metrics import parse_line
 
@@ -191,7 +191,7 @@ class RunManager:
             raise DeviceError("--nproc and --nnodes must be at least 1")
         if nnodes > 1 and not rdzv_endpoint:
             raise RunError("a multi-node run needs a rendezvous endpoint", hint="pass --rdzv-endpoint HOST:PORT (the first node)")
-        hp = align_vocab(hp)
+        hp = resolve_paths(align_vocab(hp), Path.cwd())
         validate(hp)
         device_kind, count = available_devices(hp.run.device)
         if nproc > count:

@@ -49,8 +49,10 @@ def prepare_data(data: DataConfig, run_dir: Path | None, *, is_main: bool = True
     if data.corpus == "shards":
         from engine.data.tokenizer import gpt2_tokenizer
 
-        tokenizer = _load_run_tokenizer(run_dir) or gpt2_tokenizer()
         train_files = _glob(data.train_files, "training")
+        # `nanogpt-tui data tokenize` saves its tokenizer beside the shards
+        tokenizer = (_load_run_tokenizer(run_dir) or _load_run_tokenizer(train_files[0].parent)
+                     or gpt2_tokenizer())
         val_files = _glob(data.val_files, "validation") if data.val_files else []
         if not val_files:
             raise DataError("data.val_files is empty", hint="set it to a glob of validation shards")

@@ -97,3 +97,14 @@ def test_align_vocab_follows_tokenizer() -> None:
     gpt2 = align_vocab(apply_overrides(preset("shakespeare-cpu"), ["data.tokenizer='gpt2'"]))
     assert (gpt2.model.vocab_size, gpt2.model.bos_id) == (50257, 50256)
     assert config_hash(aligned) != config_hash(hp)
+
+
+def test_relative_data_paths_become_absolute(tmp_path: Path) -> None:
+    from engine.config import resolve_paths
+
+    hp = apply_overrides(preset("shakespeare-cpu"), ["data.corpus='texts/plays.txt'"])
+    resolved = resolve_paths(hp, tmp_path)
+    assert resolved.data.corpus == str(tmp_path / "texts/plays.txt")
+    assert resolve_paths(preset("shakespeare-cpu"), tmp_path).data.corpus == "shakespeare"
+    speedrun = preset("speedrun-124m")
+    assert Path(speedrun.data.train_files).is_absolute(), "the speedrun preset must find `data fineweb` shards"
