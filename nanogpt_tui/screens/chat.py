@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -20,8 +21,9 @@ from nanogpt_tui.model_service import CheckpointEntry, LoadedModel, SamplingValu
 from nanogpt_tui.screens.base import AppScreen
 from nanogpt_tui.screens.chat_commands import HELP, ChatCommand, UnknownCommand, parse_chat_command
 from nanogpt_tui.widgets.clipboard import copy_text
-from nanogpt_tui.widgets.message import ChatMessage, ChatNotice, PromptArea
+from nanogpt_tui.widgets.message import ChatMessage, ConversationView, PromptArea
 from nanogpt_tui.widgets.nav import NavTabs
+from nanogpt_tui.widgets.path_input import display_path
 from nanogpt_tui.widgets.sampling import SamplingPanel
 
 if TYPE_CHECKING:
@@ -73,7 +75,7 @@ class ChatScreen(AppScreen[None]):
         yield NavTabs("chat")
         with Horizontal(id="chat-main"):
             with Vertical(id="chat-left"):
-                yield VerticalScroll(id="conversation", can_focus=True)
+                yield ConversationView(id="conversation", can_focus=True)
                 yield Static("", id="chat-status")
                 yield PromptArea(id="prompt")
             with VerticalScroll(id="chat-side"):
@@ -82,7 +84,6 @@ class ChatScreen(AppScreen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#conversation").anchor()
         self.query_one("#sampling").border_title = "Sampling (next reply)"
         self.query_one("#prompt", PromptArea).focus()
         if self._pending is not None:
@@ -128,19 +129,23 @@ class ChatScreen(AppScreen[None]):
                          "(plain Human:/Assistant: template).", warning=True)
         for note in model.notes:
             self._notice(note)
-        self.query_one("#chat-model", Static).update(f"[b]{model.label}[/b]\n{model.entry_path}")
+        self.query_one("#chat-model", Static).update(self._model_text(model))
         self._set_status(model=model.label, template=session.template)
 
     def worker_failed(self, worker: Worker[object], error: BaseException) -> None:
         if worker.group == "chat-load":
             self._loading = None
             self.query_one("#chat-model", Static).update(
-                NO_MODEL if self._model is None else f"[b]{self._model.label}[/b]\n{self._model.entry_path}")
+                NO_MODEL if self._model is None else self._model_text(self._model))
             self.nanogpt.show_error(error, title="Could not load the checkpoint")
             return
         if worker.group == "chat-reply":
             self._finish_reply("failed")
         super().worker_failed(worker, error)
+
+    @staticmethod
+    def _model_text(model: LoadedModel) -> Text:
+        return Text.assemble((model.label, "bold"), "\n", display_path(model.entry_path))
 
     def action_open(self) -> None:
         from nanogpt_tui.screens.checkpoint_picker import CheckpointPickerScreen
@@ -378,17 +383,14 @@ class ChatScreen(AppScreen[None]):
         self.query_one(SamplingPanel).apply_preset(name)
 
     # ------------------------------------------------------------------ view helpers
-    def _mount_message(self, widget: ChatMessage | ChatNotice) -> None:
-        self.query_one("#conversation", VerticalScroll).mount(widget)
+    def _mount_message(self, widget: ChatMessage) -> None:
+        self.query_one(ConversationView).add(widget)
 
     def _notice(self, text: str, *, warning: bool = False) -> None:
-        self._mount_message(ChatNotice(text, warning=warning))
+        self.query_one(ConversationView).notice(text, warning=warning)
 
     def _clear_view(self) -> None:
-        """Remove every message from view except a reply that is still streaming."""
-        for child in list(self.query_one("#conversation", VerticalScroll).children):
-            if child is not self._reply:
-                child.remove()
+        self.query_one(ConversationView).clear(keep=self._reply)
 
     def _set_status(self, **parts: str) -> None:
         self._status.update(parts)

@@ -19,6 +19,7 @@ from nanogpt_tui.screens.confirm import ConfirmScreen
 from nanogpt_tui.widgets import format as fmt
 from nanogpt_tui.widgets.clipboard import copy_text
 from nanogpt_tui.widgets.nav import NavTabs
+from nanogpt_tui.widgets.path_input import display_path
 
 if TYPE_CHECKING:
     from engine.importer import ImportResult
@@ -34,7 +35,7 @@ def metadata_text(entry: CheckpointEntry) -> Text:
     """The details pane: what the sidecar says, one fact per line."""
     meta = entry.meta
     lines = [
-        ("Path", str(entry.path)),
+        ("Path", display_path(entry.path)),
         ("Run", f"{entry.run} ({entry.kind})"),
         ("Step", str(entry.step)),
         ("Tokens seen", fmt.count(entry.number("tokens_seen") or 0)),

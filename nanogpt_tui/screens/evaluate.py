@@ -24,7 +24,7 @@ from nanogpt_tui.model_service import (
 from nanogpt_tui.screens.base import AppScreen
 from nanogpt_tui.widgets import format as fmt
 from nanogpt_tui.widgets.nav import NavTabs
-from nanogpt_tui.widgets.path_input import PathInput
+from nanogpt_tui.widgets.path_input import PathInput, display_path
 from nanogpt_tui.widgets.sampling import SamplingPanel
 from nanogpt_tui.widgets.slider import Slider
 
@@ -111,7 +111,7 @@ class EvaluateScreen(AppScreen[None]):
         self._entry = entry
         if self.is_mounted:
             self.query_one("#eval-checkpoint", Static).update(
-                Text.assemble((entry.label, "bold"), f"  {entry.path}   ctrl+r evaluates, ctrl+g samples"))
+                Text.assemble((entry.label, "bold"), f"  {display_path(entry.path)}   ctrl+r evaluates, ctrl+g samples"))
 
     def action_choose(self) -> None:
         from nanogpt_tui.screens.checkpoint_picker import CheckpointPickerScreen

@@ -1,4 +1,4 @@
-"""The chat's pieces: one message of the conversation, a one-line notice, and the prompt box."""
+"""The chat's pieces: one message of the conversation, a one-line notice, the conversation view and the prompt box."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import ClassVar
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Static, TextArea
 
 ROLE_TITLES = {"user": "You", "assistant": "Model", "system": "System"}
@@ -98,3 +100,22 @@ class PromptArea(TextArea):
             self.sent_prompts.append(text)
         self._recalled = 0
         self.text = ""
+
+
+class ConversationView(VerticalScroll):
+    """The conversation, anchored to the bottom while a reply streams unless the user scrolls up."""
+
+    def on_mount(self) -> None:
+        self.anchor()
+
+    def add(self, widget: ChatMessage | ChatNotice) -> None:
+        self.mount(widget)
+
+    def notice(self, text: str, *, warning: bool = False) -> None:
+        self.mount(ChatNotice(text, warning=warning))
+
+    def clear(self, keep: Widget | None = None) -> None:
+        """Remove everything but `keep` (a reply that is still streaming)."""
+        for child in list(self.children):
+            if child is not keep:
+                child.remove()

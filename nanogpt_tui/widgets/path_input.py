@@ -47,3 +47,16 @@ class PathInput(Input):
     def __init__(self, value: str = "", *, suffixes: tuple[str, ...] = (), placeholder: str = "",
                  id: str | None = None) -> None:
         super().__init__(value, placeholder=placeholder, compact=True, suggester=PathSuggester(suffixes), id=id)
+
+
+def display_path(path: Path) -> str:
+    """A path as short as it stays unambiguous: relative to the working folder when inside it, else with ~."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        pass
+    home = Path.home()
+    try:
+        return str(Path("~") / path.relative_to(home))
+    except ValueError:
+        return str(path)

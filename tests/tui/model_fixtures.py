@@ -1,0 +1,148 @@
+"""A tiny real checkpoint written in the run-directory layout, and a scripted generator for timing-sensitive tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.config import Hyperparameters, config_hash, save_toml, to_dict
+from nanogpt_tui.model_service import CheckpointEntry, LoadedModel
+from tests.helpers import VERSE, tiny_config
+from tests.tui.conftest import FIXED_NOW, FakeEngine, write_run
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer_json() -> str:
+    from engine.data.tokenizer import train_bpe
+
+    return train_bpe([VERSE * 40], 320).to_payload()["json"]
+
+
+def tiny_tokenizer() -> Any:
+    from engine.data.tokenizer import BPETokenizer
+
+    return BPETokenizer(_tokenizer_json())
+
+
+def tiny_hyperparameters(corpus: Path) -> Hyperparameters:
+    """tests.helpers.tiny_config with the model's vocabulary fitted to the tiny BPE tokenizer."""
+    hp = tiny_config(corpus)
+    tokenizer = tiny_tokenizer()
+    model = dataclasses.replace(hp.model, vocab_size=tokenizer.vocab_size, bos_id=tokenizer.bos_id)
+    return dataclasses.replace(hp, model=model)
+
+
+def save_tiny_checkpoint(runs_root: Path, run: str = "tiny", *, step: int = 10, kind: str = "pretrain",
+                         parent: str | None = None, val_loss: float = 5.5, val_bpb: float = 2.25,
+                         seed: int = 0, created_at: float = FIXED_NOW - 3600) -> Path:
+    """A real 2-layer GPT with random (seeded) weights saved as <runs_root>/<run>/checkpoints/step_*.pt + sidecar.
+
+    The run and the sidecar say they were created at `created_at` (runs list newest first), so screens are stable.
+    """
+    import torch
+
+    from engine.checkpoint import save_checkpoint
+    from engine.model import GPT
+
+    run_dir = runs_root / run
+    if not run_dir.exists():
+        write_run(runs_root, run, state="finished", steps=step, total=step, created_at=created_at)
+        meta = json.loads((run_dir / "run.json").read_text())
+        (run_dir / "run.json").write_text(json.dumps({**meta, "kind": kind, "parent": parent}))
+    corpus = run_dir / "corpus.txt"
+    corpus.write_text(VERSE * 8, encoding="utf-8")
+    hp = tiny_hyperparameters(corpus)
+    save_toml(hp, run_dir / "config.toml")
+    torch.manual_seed(seed)
+    model = GPT(hp.model, max_seq_len=hp.train.train_seq_len)
+    with torch.no_grad():
+        # the seed's init zeroes the head (every token equally likely); random weights make replies vary
+        for parameter in (model.lm_head.weight, *(b.mlp.c_proj.weight for b in model.blocks)):
+            parameter.normal_(std=0.2)
+    tokenizer = tiny_tokenizer()
+    payload = {"model": model.state_dict(), "optimizers": [], "config": to_dict(hp), "tokenizer": tokenizer.to_payload(),
+               "data_position": None, "tokens_seen": step * 256, "kind": kind, "parent": parent}
+    meta = {"tokens_seen": step * 256, "config_hash": config_hash(hp), "tokenizer": "bpe", "run": run, "kind": kind,
+            "parent": parent, "num_params": model.num_params(), "model": to_dict(hp)["model"], "preset": hp.preset,
+            "val_loss": val_loss, "val_bpb": val_bpb}
+    path = save_checkpoint(run_dir / "checkpoints", step, payload, meta)
+    sidecar = path.with_suffix(".json")
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "created_at": created_at + step}))
+    return path
+
+
+def entry_for(path: Path) -> CheckpointEntry:
+    from engine.checkpoint import read_sidecar
+
+    meta = read_sidecar(path)
+    assert meta is not None, f"{path} has no sidecar"
+    return CheckpointEntry(path, path.parent.parent.name, meta)
+
+
+class ScriptedGenerator:
+    """Stands in for engine.generate.Generator: yields the scripted pieces one token each.
+
+    With a `gate` (a semaphore) each token waits for one release, so a test decides when a token
+    comes; without one they come every `step_s` seconds.
+    """
+
+    def __init__(self, tokens: Sequence[str], *, max_context: int = 256, step_s: float = 0.0,
+                 gate: threading.Semaphore | None = None) -> None:
+        from engine.generate import TokenChunk
+
+        self.tokenizer = tiny_tokenizer()
+        self.max_context = max_context
+        self.tokens = list(tokens)
+        self.step_s = step_s
+        self.gate = gate
+        self.calls: list[tuple[list[list[int]], Any]] = []
+        self.cancel_seen: threading.Event | None = None
+        self._chunk = TokenChunk
+
+    def encode_prompt(self, text: str) -> list[int]:
+        return [self.tokenizer.bos_id, *self.tokenizer.encode(text)]
+
+    def generate(self, prompt_tokens: Sequence[int], params: Any, cancel: threading.Event | None = None) -> Iterator[Any]:
+        return self.generate_batch([prompt_tokens], params, cancel)
+
+    def generate_batch(self, prompts: Sequence[Sequence[int]], params: Any,
+                       cancel: threading.Event | None = None) -> Iterator[Any]:
+        self.calls.append(([list(p) for p in prompts], params))
+        self.cancel_seen = cancel
+        for index, text in enumerate(self.tokens):
+            self._wait(cancel)
+            if cancel is not None and cancel.is_set():
+                for sample in range(len(prompts)):
+                    yield self._chunk("", None, sample, "cancelled")
+                return
+            last = index == len(self.tokens) - 1
+            for sample in range(len(prompts)):
+                yield self._chunk(text if sample == 0 else text.upper(), 1, sample, "length" if last else None)
+
+    def _wait(self, cancel: threading.Event | None) -> None:
+        if self.gate is None:
+            time.sleep(self.step_s)
+            return
+        while not self.gate.acquire(timeout=0.01):
+            if cancel is not None and cancel.is_set():
+                return
+
+
+class ScriptedEngine(FakeEngine):
+    """The test engine whose models generate a script; everything else is the real local engine."""
+
+    def __init__(self, root: Path, generator: ScriptedGenerator, *, finetuned: bool = True) -> None:
+        super().__init__(root)
+        self.generator = generator
+        self.finetuned = finetuned
+        self.loaded: list[Path] = []
+
+    def load_model(self, entry: CheckpointEntry) -> LoadedModel:
+        self.loaded.append(entry.path)
+        return LoadedModel(entry.path, entry.label, self.generator, None, self.finetuned)  # type: ignore[arg-type]

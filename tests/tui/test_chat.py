@@ -1,0 +1,261 @@
+"""The chat screen: streaming, Esc keeps the partial reply, sliders reach the generator, commands, errors."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from textual.widgets import Static
+
+from engine.data.conversations import read_conversations
+from nanogpt_tui.app import NanoGPTApp
+from nanogpt_tui.screens.chat import ChatScreen
+from nanogpt_tui.screens.checkpoints import open_checkpoint_in
+from nanogpt_tui.settings import Settings
+from nanogpt_tui.widgets.message import ChatMessage, ChatNotice, PromptArea
+from nanogpt_tui.widgets.slider import Slider
+from tests.tui.conftest import FIXED_NOW, FakeEngine, wait_for
+from tests.tui.model_fixtures import ScriptedEngine, ScriptedGenerator, entry_for, save_tiny_checkpoint
+
+SCRIPT = ["Good", " morrow", ",", " gentle", " friend", "."]
+
+
+def record_notifications(app: NanoGPTApp) -> list[tuple[str, str]]:
+    """Every notification the app shows, as (message, severity)."""
+    shown: list[tuple[str, str]] = []
+    notify = app.notify
+
+    def recording(message: str, **kwargs: object) -> None:
+        shown.append((message, str(kwargs.get("severity", "information"))))
+        notify(message, **kwargs)  # type: ignore[arg-type]
+
+    app.notify = recording  # type: ignore[method-assign]
+    return shown
+
+
+@pytest.fixture
+def gate() -> threading.Semaphore:
+    return threading.Semaphore(0)
+
+
+@pytest.fixture
+def scripted(runs_root: Path, gate: threading.Semaphore) -> tuple[ScriptedEngine, Path]:
+    path = save_tiny_checkpoint(runs_root, "sft", kind="finetune")
+    return ScriptedEngine(runs_root, ScriptedGenerator(SCRIPT, gate=gate)), path
+
+
+async def open_chat(pilot, path: Path) -> ChatScreen:
+    await open_checkpoint_in(pilot.app, "chat", entry_for(path))
+    screen = pilot.app.screen
+    assert isinstance(screen, ChatScreen)
+    await wait_for(pilot, lambda: screen._session is not None, what="the model to load")
+    return screen
+
+
+def replies(screen: ChatScreen) -> list[str]:
+    return [m.text for m in screen.query(ChatMessage) if m.role == "assistant"]
+
+
+def notices(screen: ChatScreen) -> str:
+    return "\n".join(str(n.render()) for n in screen.query(ChatNotice))
+
+
+async def send(pilot, text: str) -> None:
+    prompt = pilot.app.screen.query_one(PromptArea)
+    prompt.focus()
+    prompt.text = text
+    await pilot.press("enter")
+
+
+async def test_reply_streams_token_by_token(scripted, gate: threading.Semaphore) -> None:
+    engine, path = scripted
+    app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_chat(pilot, path)
+        await send(pilot, "hello")
+        await wait_for(pilot, lambda: replies(screen) == [""], what="an empty reply bubble")
+        assert screen.query_one(PromptArea).text == "", "the prompt empties once sent"
+        gate.release(2)
+        await wait_for(pilot, lambda: replies(screen) == ["Good morrow"], what="the first two tokens")
+        assert screen.generating, "the reply is still streaming"
+        gate.release(len(SCRIPT))
+        await wait_for(pilot, lambda: not screen.generating, what="the end of the reply")
+        assert replies(screen) == ["Good morrow, gentle friend."]
+        assert screen._transcript[-1] == {"role": "assistant", "content": "Good morrow, gentle friend."}
+        status = str(screen.query_one("#chat-status", Static).render())
+        assert "tok/s" in status and "context" in status, f"the status line shows speed and context: {status!r}"
+        await pilot.press("up")
+        assert screen.query_one(PromptArea).text == "hello", "Up recalls the last prompt"
+
+
+async def test_escape_stops_and_keeps_the_partial_reply(scripted, gate: threading.Semaphore) -> None:
+    engine, path = scripted
+    app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_chat(pilot, path)
+        await send(pilot, "hello")
+        gate.release(3)
+        await wait_for(pilot, lambda: replies(screen) == ["Good morrow,"], what="three tokens")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not screen.generating, what="the stop")
+        assert engine.generator.cancel_seen is not None and engine.generator.cancel_seen.is_set()
+        assert replies(screen) == ["Good morrow,"], "the partial reply stays on screen"
+        assert screen._session is not None and screen._session.messages[-1]["content"] == "Good morrow,", \
+            "the partial reply stays in the conversation the model sees next"
+        assert "stopped" in str(screen.query(ChatMessage).last().border_subtitle)
+
+
+async def test_slider_values_reach_the_generator(scripted, gate: threading.Semaphore) -> None:
+    engine, path = scripted
+    app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_chat(pilot, path)
+        screen.query_one("#temperature", Slider).focus()
+        await pilot.press("shift+right", "right")  # 0.8 + 0.25 + 0.05
+        screen.query_one("#top-k", Slider).focus()
+        await pilot.press(*["shift+left"] * 30)  # clamps at 0 = off
+        screen.query_one("#max-tokens", Slider).focus()
+        await pilot.press("1", "0", "0", "enter")  # typed exactly
+        screen.query_one("#seed").value = "42"
+        gate.release(len(SCRIPT))
+        await send(pilot, "hello")
+        await wait_for(pilot, lambda: not screen.generating and replies(screen), what="the reply")
+        _, params = engine.generator.calls[-1]
+        assert (params.temperature, params.top_k, params.max_new_tokens) == (1.1, 0, 100), \
+            f"the sliders must set the next reply's sampling, got {params}"
+        assert params.seed >= 42 and params.top_p == 0.95 and params.repetition_penalty == 1.0
+
+
+async def test_new_clear_save_and_system(scripted, gate: threading.Semaphore, tmp_path: Path) -> None:
+    engine, path = scripted
+    app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_chat(pilot, path)
+        await send(pilot, "/system Speak as a sonneteer.")
+        gate.release(len(SCRIPT))
+        await send(pilot, "hello")
+        await wait_for(pilot, lambda: not screen.generating and replies(screen), what="the reply")
+        saved = tmp_path / "chat.json"
+        await send(pilot, f"/save {saved}")
+        await wait_for(pilot, saved.exists, what="the saved conversation")
+        report = read_conversations(saved)
+        assert report.ok, f"the fine-tune loader must accept /save's JSON: {report.problem_text()}"
+        assert report.conversations[0].messages == [
+            {"role": "system", "content": "Speak as a sonneteer."},
+            {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": "Good morrow, gentle friend."},
+        ]
+        await send(pilot, "/clear")
+        await pilot.pause()
+        assert not list(screen.query(ChatMessage)), "/clear empties the view"
+        assert len(screen._transcript) == 2, "/clear keeps the conversation"
+        await send(pilot, "/new")
+        await pilot.pause()
+        assert not list(screen.query(ChatMessage)) and screen._transcript == []
+        assert screen._session is not None and screen._session.messages == [
+            {"role": "system", "content": "Speak as a sonneteer."}], "/new forgets the turns, keeps the system message"
+        assert "New conversation." in notices(screen)
+
+
+async def test_new_key_asks_first_and_copy_takes_the_last_reply(scripted, gate: threading.Semaphore) -> None:
+    engine, path = scripted
+    app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_chat(pilot, path)
+        gate.release(len(SCRIPT))
+        await send(pilot, "hello")
+        await wait_for(pilot, lambda: not screen.generating and replies(screen), what="the reply")
+        await pilot.press("escape", "c")
+        assert app.clipboard == "Good morrow, gentle friend.", "c copies the last reply"
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        await pilot.press("n")
+        await pilot.pause()
+        assert screen._transcript, "declining the confirmation keeps the conversation"
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert screen._transcript == [] and not list(screen.query(ChatMessage))
+
+
+async def test_unknown_command_and_template_errors_keep_the_screen(scripted) -> None:
+    engine, path = scripted
+    app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        shown = record_notifications(app)
+        screen = await open_chat(pilot, path)
+        await send(pilot, "/frobnicate")
+        await send(pilot, "/template nonsense")
+        await pilot.pause()
+        assert any("unknown command /frobnicate" in m for m, _ in shown)
+        assert any("unknown chat template" in m and s == "error" for m, s in shown)
+        await send(pilot, "/template plain")
+        await pilot.pause()
+        assert screen._session is not None and screen._session.template == "plain"
+
+
+async def test_quitting_stops_a_running_reply(scripted) -> None:
+    engine, path = scripted
+    app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_chat(pilot, path)
+        await send(pilot, "hello")
+        await wait_for(pilot, lambda: engine.generator.cancel_seen is not None, what="generation to start")
+        cancel = engine.generator.cancel_seen
+        assert cancel is not None and not cancel.is_set()
+        await send(pilot, "/quit")
+        await pilot.pause()
+    assert cancel.is_set(), "/quit must stop the generation thread, or the process waits for it"
+
+
+async def test_ctrl_q_stops_a_running_reply(scripted) -> None:
+    engine, path = scripted
+    app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_chat(pilot, path)
+        await send(pilot, "hello")
+        await wait_for(pilot, lambda: engine.generator.cancel_seen is not None, what="generation to start")
+        await pilot.press("ctrl+q")
+    cancel = engine.generator.cancel_seen
+    assert cancel is not None and cancel.is_set(), "quitting the app must stop the generation"
+
+
+async def test_bad_checkpoint_shows_an_error_and_the_app_keeps_running(runs_root: Path) -> None:
+    good = save_tiny_checkpoint(runs_root, "broken")
+    good.write_bytes(b"this is not a checkpoint")
+    app = NanoGPTApp(FakeEngine(runs_root), Settings(), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        shown = record_notifications(app)
+        await open_checkpoint_in(app, "chat", entry_for(good))
+        await wait_for(pilot, lambda: any(s == "error" for _, s in shown), what="the error notification")
+        message = next(m for m, s in shown if s == "error")
+        assert "not a readable checkpoint" in message, message
+        screen = app.screen
+        assert isinstance(screen, ChatScreen) and screen._loading is None and screen._session is None
+        await send(pilot, "hello")
+        await pilot.pause()
+        assert any("No model loaded" in m for m, _ in shown), "sending without a model explains what to do"
+        await pilot.press("escape", "1")
+        await pilot.pause()
+        assert app.current_mode == "runs", "the app keeps running and switching screens"
+
+
+async def test_real_tiny_base_model_streams_with_the_plain_template(runs_root: Path) -> None:
+    path = save_tiny_checkpoint(runs_root, "base", kind="pretrain")
+    app = NanoGPTApp(FakeEngine(runs_root), Settings(), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_chat(pilot, path)
+        assert screen._session is not None and screen._session.template == "plain", \
+            "a base model gets the plain template"
+        assert "base model: it continues text rather than answers" in notices(screen)
+        screen.query_one("#max-tokens", Slider).value = 16
+        await send(pilot, "ROMEO:")
+        await wait_for(pilot, lambda: not screen.generating and screen._transcript[-1]["role"] == "assistant",
+                       timeout=60, what="the tiny model's reply")
+        assert screen._session.messages[-1]["role"] == "assistant"
+        assert "tok/s" in str(screen.query_one("#chat-status", Static).render())
+        saved = json.loads(json.dumps(screen._transcript))
+        assert saved[0] == {"role": "user", "content": "ROMEO:"}

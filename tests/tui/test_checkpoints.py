@@ -1,0 +1,188 @@
+"""The checkpoints screen: rows from sidecars (weights never read), details, delete, copy, import, fine-tune, open."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Input, Static
+
+from nanogpt_tui.app import NanoGPTApp
+from nanogpt_tui.screens.chat import ChatScreen
+from nanogpt_tui.screens.checkpoints import CheckpointsScreen
+from nanogpt_tui.screens.confirm import ConfirmScreen
+from nanogpt_tui.screens.dashboard import DashboardScreen
+from nanogpt_tui.screens.evaluate import EvaluateScreen
+from nanogpt_tui.screens.finetune_form import FinetuneFormScreen, parse_settings
+from nanogpt_tui.screens.import_form import ImportFormScreen, path_problem
+from nanogpt_tui.settings import Settings
+from tests.tui.conftest import FIXED_NOW, FakeEngine, wait_for
+from tests.tui.model_fixtures import ScriptedEngine, ScriptedGenerator, save_tiny_checkpoint
+
+CONVERSATIONS = {"conversations": [
+    {"messages": [{"role": "user", "content": f"Question {n}?"}, {"role": "assistant", "content": f"Answer {n}."}]}
+    for n in range(6)
+]}
+
+
+def rows(app: NanoGPTApp) -> list[list[str]]:
+    table = app.screen.query_one("#checkpoints", DataTable)
+    return [[str(cell) for cell in table.get_row(key)] for key in table.rows]
+
+
+@pytest.fixture
+def checkpoints(runs_root: Path) -> dict[str, Path]:
+    base10 = save_tiny_checkpoint(runs_root, "base", step=10, val_loss=6.0, created_at=FIXED_NOW - 9000)
+    base20 = save_tiny_checkpoint(runs_root, "base", step=20, val_loss=5.0, created_at=FIXED_NOW - 9000)
+    sft = save_tiny_checkpoint(runs_root, "base-sft", step=4, kind="finetune", parent=str(base20),
+                               val_loss=3.2, val_bpb=1.4, created_at=FIXED_NOW - 5000)
+    imported = save_tiny_checkpoint(runs_root, "import-seed", step=3000, kind="import", parent="/old/state_step003000.pt",
+                                    val_loss=3.3, val_bpb=1.0, created_at=FIXED_NOW - 7000)
+    return {"base10": base10, "base20": base20, "sft": sft, "imported": imported}
+
+
+async def show_checkpoints(pilot, count: int) -> None:
+    await pilot.press("2")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, CheckpointsScreen) and len(rows(pilot.app)) == count,
+                   what=f"{count} checkpoint rows")
+
+
+async def test_rows_come_from_sidecars_without_loading_weights(make_app, checkpoints: dict[str, Path],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    def no_weights(*args: object, **kwargs: object) -> None:
+        raise AssertionError("listing checkpoints must not load weights")
+
+    monkeypatch.setattr(torch, "load", no_weights)
+    for path in checkpoints.values():
+        path.write_bytes(b"not weights")  # a listing that opened these would fail
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await show_checkpoints(pilot, 4)
+        table = rows(app)
+        by_run = [(r[0], r[1], r[2]) for r in table]
+        assert ("base", "pretrain", "10") in by_run and ("", "pretrain", "20") in by_run, \
+            "a run's checkpoints are grouped: its name on the first row only"
+        assert ("import-seed", "import", "3000") in by_run, "imported checkpoints are listed like runs"
+        sft = next(r for r in table if r[0] == "base-sft")
+        assert sft[1] == "finetune" and sft[10] == "base/step_000020.pt", "a fine-tune names its parent"
+        base20 = next(r for r in table if r[2] == "20")
+        assert base20[4] == "5.000" and base20[8] == "bpe", "val loss and tokenizer come from the sidecar"
+
+
+async def test_details_show_metadata_and_the_full_config(make_app, checkpoints: dict[str, Path]) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await show_checkpoints(pilot, 4)
+        await wait_for(pilot, lambda: "[model]" in str(app.screen.query_one("#ckpt-config", Static).render()),
+                       what="the config pane")
+        config = str(app.screen.query_one("#ckpt-config", Static).render())
+        assert "[train]" in config and "[optim]" in config, "the details show the whole config, not just the model"
+        meta = str(app.screen.query_one("#ckpt-meta", Static).render())
+        assert "Tokens seen" in meta and "Val bpb" in meta
+
+
+async def test_delete_asks_first(make_app, checkpoints: dict[str, Path]) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await show_checkpoints(pilot, 4)
+        first = Path(str(app.screen.query_one("#checkpoints", DataTable).coordinate_to_cell_key((0, 0)).row_key.value))
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await pilot.press("n")
+        await pilot.pause()
+        assert first.exists(), "declining must keep the checkpoint"
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: len(rows(app)) == 3, what="the row to go")
+        assert not first.exists() and not first.with_suffix(".json").exists()
+
+
+async def test_copy_path(make_app, checkpoints: dict[str, Path]) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await show_checkpoints(pilot, 4)
+        await pilot.press("y")
+        assert app.clipboard.endswith(".pt") and Path(app.clipboard).exists(), "y copies the checkpoint's path"
+
+
+async def test_chat_and_evaluate_open_with_the_checkpoint(runs_root: Path, checkpoints: dict[str, Path]) -> None:
+    engine = ScriptedEngine(runs_root, ScriptedGenerator(["Hi"]))
+    app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await show_checkpoints(pilot, 4)
+        chosen = Path(str(app.screen.query_one("#checkpoints", DataTable).coordinate_to_cell_key((0, 0)).row_key.value))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen) and engine.loaded == [chosen],
+                       what="chat loading the highlighted checkpoint")
+        await pilot.press("escape", "2")
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen), what="checkpoints again")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, EvaluateScreen), what="the evaluate screen")
+        assert app.screen._entry is not None and app.screen._entry.path == chosen
+
+
+async def test_import_a_checkpoint_file(make_app, runs_root: Path, tmp_path: Path) -> None:
+    outside = save_tiny_checkpoint(tmp_path / "elsewhere", "foreign", step=7)
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await show_checkpoints(pilot, 0)
+        await pilot.press("i")
+        await wait_for(pilot, lambda: isinstance(app.screen, ImportFormScreen), what="the import form")
+        app.screen.query_one("#import-path", Input).value = str(outside)
+        app.screen.query_one("#import-name", Input).value = "imported-foreign"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen) and len(rows(app)) == 1,
+                       timeout=30, what="the imported checkpoint")
+        assert rows(app)[0][:3] == ["imported-foreign", "import", "7"]
+
+
+def test_import_path_checks(tmp_path: Path) -> None:
+    assert "does not exist" in path_problem(str(tmp_path / "missing.pt"))
+    assert "is a folder" in path_problem(str(tmp_path))
+    (tmp_path / "notes.txt").write_text("x")
+    assert "expected a PyTorch checkpoint" in path_problem(str(tmp_path / "notes.txt"))
+    (tmp_path / "state_step000100.pt").write_bytes(b"x")
+    assert path_problem(str(tmp_path / "state_step000100.pt")) == ""
+
+
+def test_finetune_settings_are_checked() -> None:
+    overrides, errors = parse_settings({"epochs": "2", "lr": "1e-4", "val_fraction": "0.2", "name": "ok-name"})
+    assert errors == {} and "finetune.epochs=2" in overrides and "finetune.lr=0.0001" in overrides
+    _, errors = parse_settings({"epochs": "0", "lr": "-1", "val_fraction": "1.5", "name": "bad name"})
+    assert set(errors) == {"epochs", "lr", "val_fraction", "name"}
+
+
+async def test_finetune_form_checks_data_and_launches(engine: FakeEngine, make_app, checkpoints: dict[str, Path],
+                                                      tmp_path: Path) -> None:
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(CONVERSATIONS))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"conversations": [{"messages": [{"role": "bot", "content": "hi"}]}]}))
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await show_checkpoints(pilot, 4)
+        parent = app.screen.selected()
+        assert parent is not None and parent.run == "base-sft", "the newest run comes first"
+        await pilot.press("f")
+        await wait_for(pilot, lambda: isinstance(app.screen, FinetuneFormScreen), what="the fine-tune form")
+        form = app.screen
+        summary = form.query_one("#ft-data-summary", Static)
+        form.query_one("#ft-data", Input).value = str(bad)
+        await wait_for(pilot, lambda: "role" in str(summary.render()), what="the problems of the bad file")
+        assert "expected one of system/user/assistant" in str(summary.render())
+        assert form.query_one("#launch").disabled, "invalid data cannot be launched"
+        form.query_one("#ft-data", Input).value = str(good)
+        await wait_for(pilot, lambda: "6 valid" in str(summary.render()), what="the summary of the good file")
+        form.query_one("#ft-epochs", Input).value = "1"
+        form.query_one("#ft-name", Input).value = "sft-test"
+        await pilot.pause()
+        assert not form.query_one("#launch").disabled
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), timeout=60, what="the new run's dashboard")
+        assert engine.launched == [("sft-test", False)]
+        run = json.loads((engine.root / "sft-test" / "run.json").read_text())
+        assert run["kind"] == "finetune" and run["parent"] == str(parent.path), "the run records its parent"
