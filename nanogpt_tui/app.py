@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.theme import Theme
 
-from engine.config import PRESETS, Hyperparameters, preset
 from engine.errors import EngineError
-from engine.metrics import MetricsReader
-from engine.runs import RunInfo, RunManager, available_devices
 from nanogpt_tui.screens.coming import ComingScreen
 from nanogpt_tui.screens.help import HelpScreen
 from nanogpt_tui.screens.runs import RunsScreen
 from nanogpt_tui.settings import Settings, load_settings, save_settings
+
+if TYPE_CHECKING:
+    from engine.config import Hyperparameters
+    from engine.metrics import MetricsReader
+    from engine.runs import RunInfo, RunManager
 
 # set by benchmarks/tui.py: the app exits as soon as its first frame is on screen
 EXIT_AFTER_FIRST_FRAME_ENV = "NANOGPT_TUI_EXIT_AFTER_FIRST_FRAME"
@@ -33,10 +36,9 @@ class Engine(Protocol):
 
     def list_runs(self) -> list[RunInfo]: ...
     def get(self, name: str) -> RunInfo: ...
-    def create(self, hp: Hyperparameters, name: str | None = None, *, nproc: int = 1, nnodes: int = 1,
-               node_rank: int = 0, rdzv_endpoint: str | None = None) -> RunInfo: ...
+    def create(self, hp: Hyperparameters, name: str | None = None, **options: Any) -> RunInfo: ...
     def launch(self, name: str, *, resume: bool = False) -> RunInfo: ...
-    def create_and_launch(self, hp: Hyperparameters, name: str | None = None, *, nproc: int = 1) -> RunInfo: ...
+    def create_and_launch(self, hp: Hyperparameters, name: str | None = None, **options: Any) -> RunInfo: ...
     def stop(self, name: str) -> None: ...
     def resume(self, name: str) -> RunInfo: ...
     def delete(self, name: str) -> None: ...
@@ -49,25 +51,88 @@ class Engine(Protocol):
     def measure_throughput(self, device: str) -> float: ...
 
 
-class LocalEngine(RunManager):
-    """The real engine: runs under a folder on this machine; torch only inside the slow calls."""
+class LocalEngine:
+    """The real engine over a runs folder; its modules are imported on first use, after the first frame."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._manager: RunManager | None = None
+
+    @property
+    def manager(self) -> RunManager:
+        if self._manager is None:
+            self._manager = self.new_manager()
+        return self._manager
+
+    def new_manager(self) -> RunManager:
+        from engine.runs import RunManager
+
+        return RunManager(self.root)
+
+    def list_runs(self) -> list[RunInfo]:
+        return self.manager.list_runs()
+
+    def get(self, name: str) -> RunInfo:
+        return self.manager.get(name)
+
+    def create(self, hp: Hyperparameters, name: str | None = None, **options: Any) -> RunInfo:
+        return self.manager.create(hp, name, **options)
+
+    def launch(self, name: str, *, resume: bool = False) -> RunInfo:
+        return self.manager.launch(name, resume=resume)
+
+    def create_and_launch(self, hp: Hyperparameters, name: str | None = None, **options: Any) -> RunInfo:
+        return self.manager.create_and_launch(hp, name, **options)
+
+    def stop(self, name: str) -> None:
+        self.manager.stop(name)
+
+    def resume(self, name: str) -> RunInfo:
+        return self.manager.resume(name)
+
+    def delete(self, name: str) -> None:
+        self.manager.delete(name)
+
+    def torchrun_command(self, name: str, *, node_rank: int | None = None) -> list[str]:
+        return self.manager.torchrun_command(name, node_rank=node_rank)
+
+    def run_dir(self, name: str) -> Path:
+        return self.manager.run_dir(name)
 
     def metrics_reader(self, name: str) -> MetricsReader:
+        from engine.metrics import MetricsReader
+
         return MetricsReader(self.run_dir(name) / "metrics.jsonl")
 
     def presets(self) -> list[str]:
+        from engine.config import PRESETS
+
         return list(PRESETS)
 
     def preset(self, name: str) -> Hyperparameters:
+        from engine.config import preset
+
         return preset(name)
 
     def detect_devices(self, device: str) -> tuple[str, int]:
+        from engine.runs import available_devices
+
         return available_devices(device)
 
     def measure_throughput(self, device: str) -> float:
         from engine.estimate import measure_matmul_flops
 
         return measure_matmul_flops(device)
+
+
+def lazy_screen(module: str, name: str) -> Callable[[], Screen]:
+    """A MODES factory that imports the screen's module when the screen is first shown, not at start-up."""
+
+    def make() -> Screen:
+        screen_class: type[Screen] = getattr(importlib.import_module(module), name)
+        return screen_class()
+
+    return make
 
 
 def error_text(error: BaseException) -> str:

@@ -7,14 +7,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised only on Python 3.10
-    import tomli as tomllib
-
 from engine import paths
-from engine.atomic import atomic_write_text
-from engine.config import DEFAULT_PRESET, PRESETS
 from engine.errors import ConfigError
 
 DEFAULT_THEME = "textual-dark"
@@ -26,7 +19,8 @@ class Settings:
 
     # runs live in <data_dir>/runs; empty means the platform's data directory
     data_dir: str = ""
-    default_preset: str = DEFAULT_PRESET
+    # empty means the engine's DEFAULT_PRESET
+    default_preset: str = ""
     theme: str = DEFAULT_THEME
 
     def runs_root(self) -> Path:
@@ -41,10 +35,17 @@ def settings_path() -> Path:
 def load_settings(path: Path | None = None) -> Settings:
     """Settings from the file, defaults when it does not exist; ConfigError when it is wrong."""
     path = path or settings_path()
+    if not path.exists():
+        return Settings()
+    # imported here: a first start without a settings file skips them
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised only on Python 3.10
+        import tomli as tomllib
+    from engine.config import PRESETS
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return Settings()
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise ConfigError(f"cannot read settings {path}: {err}", hint="fix or delete the file") from err
     known = {f.name for f in dataclasses.fields(Settings)}
@@ -54,7 +55,7 @@ def load_settings(path: Path | None = None) -> Settings:
         if not isinstance(value, str):
             raise ConfigError(f"{path}: {key}: expected a string, got {value!r}")
     settings = Settings(**data)
-    if settings.default_preset not in PRESETS:
+    if settings.default_preset and settings.default_preset not in PRESETS:
         raise ConfigError(
             f"{path}: default_preset: unknown preset {settings.default_preset!r}",
             hint=f"choose one of: {', '.join(PRESETS)}",
@@ -64,5 +65,7 @@ def load_settings(path: Path | None = None) -> Settings:
 
 def save_settings(settings: Settings, path: Path | None = None) -> None:
     import tomli_w
+
+    from engine.atomic import atomic_write_text
 
     atomic_write_text(path or settings_path(), tomli_w.dumps(dataclasses.asdict(settings)))

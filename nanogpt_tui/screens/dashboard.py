@@ -47,6 +47,8 @@ class DashboardScreen(AppScreen[None]):
         self.run_name = name
         self._info: RunInfo | None = None
         self._snapshot: SeriesSnapshot | None = None
+        # what each Static shows, so a tick that changes nothing redraws nothing
+        self._shown: dict[str, str] = {}
         # read by the follow worker: how many points per curve are worth sending
         self._max_points = MIN_POINTS
 
@@ -110,22 +112,27 @@ class DashboardScreen(AppScreen[None]):
         if snap.last_val_bpb is not None:
             val += f" ({snap.last_val_bpb:.3f} bpb)"
         lr = "—" if snap.lr is None else f"×{snap.lr:.3f}"
-        self.query_one("#stats", Static).update(
-            f"loss  {fmt.loss(snap.last_loss)}\nval   {val}\nlr    {lr}\ntok/s {fmt.rate(snap.last_tokens_per_s)}"
-        )
+        self._show("#stats", f"loss  {fmt.loss(snap.last_loss)}\nval   {val}\nlr    {lr}\n"
+                             f"tok/s {fmt.rate(snap.last_tokens_per_s)}")
         if snap.sample:
-            self.query_one("#sample", Static).update(f"[b]sample at step {snap.sample_step}[/b]\n{snap.sample}")
+            self._show("#sample", f"[b]sample at step {snap.sample_step}[/b]\n{snap.sample}")
         self._show_progress()
+
+    def _show(self, selector: str, text: str, layout: bool = False) -> None:
+        """Update a Static only when its text changes; fixed-size ones skip the layout pass."""
+        if self._shown.get(selector) != text:
+            self._shown[selector] = text
+            self.query_one(selector, Static).update(text, layout=layout)
 
     @on(RunStatusRead)
     def _status(self, event: RunStatusRead) -> None:
         self._info = info = event.info
         style = fmt.STATE_STYLES.get(info.state, "")
-        self.query_one("#run-title", Static).update(f"[b]{info.name}[/b] · {info.preset} · [{style}]{info.state}[/]")
+        self._show("#run-title", f"[b]{info.name}[/b] · {info.preset} · [{style}]{info.state}[/]")
         outcome = self.query_one("#outcome", Static)
         outcome.display = info.state in ("finished", "failed", "stopped")
         outcome.set_class(info.state == "failed", "failed")
-        outcome.update(self._outcome_text(info))
+        self._show("#outcome", self._outcome_text(info), layout=True)
         self._show_progress()
 
     def _outcome_text(self, info: RunInfo) -> str:
@@ -145,16 +152,17 @@ class DashboardScreen(AppScreen[None]):
             return
         step = max(info.step, snap.step if snap else 0)
         bar = self.query_one(ProgressBar)
-        bar.update(total=info.total_steps or None, progress=step)
+        if (bar.total, bar.progress) != (info.total_steps or None, step):
+            bar.update(total=info.total_steps or None, progress=step)
         eta = "—"
         if info.state == "running" and snap is not None and snap.step_time_ms and info.total_steps:
             eta = fmt.duration(max(0, info.total_steps - step) * snap.step_time_ms / 1000)
         total = f"/{info.total_steps}" if info.total_steps else ""
-        self.query_one("#eta", Static).update(f"step {step}{total} · ETA {eta}")
+        self._show("#eta", f"step {step}{total} · ETA {eta}")
 
     @on(GpuStatsRead)
     def _gpu(self, event: GpuStatsRead) -> None:
-        self.query_one("#gpu", Static).update(format_gpu_stats(event.devices))
+        self._show("#gpu", format_gpu_stats(event.devices), layout=True)
 
     def action_toggle_plot(self, setting: str) -> None:
         self.query_one(LossPlot).toggle(setting)

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 from textual.worker import Worker
 
-from engine.config import Hyperparameters
+from engine.config import DEFAULT_PRESET, Hyperparameters
 from engine.runs import RunInfo
 from nanogpt_tui.app import error_text
 from nanogpt_tui.screens.base import AppScreen
@@ -50,7 +50,7 @@ class NewRunScreen(AppScreen[RunInfo | None]):
 
     def compose(self) -> ComposeResult:
         presets = self.engine.presets()
-        default = self.nanogpt.settings.default_preset
+        default = self.nanogpt.settings.default_preset or DEFAULT_PRESET
         yield Header()
         with Horizontal(id="form"):
             with VerticalScroll(classes="form-column"):

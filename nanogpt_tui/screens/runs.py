@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -11,14 +11,16 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker
 
-from engine.metrics import MetricsReader
-from engine.runs import RunInfo
 from nanogpt_tui.messages import RunRow, RunsListed
 from nanogpt_tui.screens.base import RUN_ACTION, AppScreen, keep_polling
 from nanogpt_tui.screens.confirm import ConfirmScreen
 from nanogpt_tui.widgets import format as fmt
 from nanogpt_tui.widgets.nav import NavTabs
 from nanogpt_tui.widgets.series import is_number, sparkline
+
+if TYPE_CHECKING:
+    from engine.metrics import MetricsReader
+    from engine.runs import RunInfo
 
 REFRESH_S = 2.0
 SPARK_WIDTH = 8
@@ -59,7 +61,14 @@ class RunsScreen(AppScreen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#runs", DataTable).focus()
-        self.refresh_runs()
+
+    def on_screen_resume(self) -> None:
+        # the first read imports the engine's modules; the first frame does not wait for it
+        self.call_after_refresh(self.refresh_runs)
+
+    def on_screen_suspend(self) -> None:
+        """Another screen covers this one: stop reading the run directories until it comes back."""
+        self.workers.cancel_group(self, "runs-refresh")
 
     def refresh_runs(self) -> None:
         """Read the run directories now, then every REFRESH_S seconds."""

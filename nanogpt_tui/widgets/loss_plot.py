@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual.timer import Timer
 from textual_plotext import PlotextPlot
 
 from nanogpt_tui.widgets.series import Curve
@@ -9,10 +10,12 @@ from nanogpt_tui.widgets.series import Curve
 # the worker keeps about two points per column (plotext's braille marker has two per cell)
 POINTS_PER_COLUMN = 2
 MIN_POINTS = 80
+# new data redraws the plot at most this often; plotext's rendering is the dashboard's main CPU cost
+REDRAW_INTERVAL_S = 0.5
 
 
 class LossPlot(PlotextPlot):
-    """Draws labelled curves; the toggles only change how the same data is drawn."""
+    """Draws labelled curves, at most twice a second; the toggles redraw the same data at once."""
 
     def __init__(self, title: str, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -21,6 +24,8 @@ class LossPlot(PlotextPlot):
         self.by_tokens = False
         self.log_scale = False
         self.smooth = False
+        self._throttle: Timer | None = None
+        self._stale = False
 
     @property
     def max_points(self) -> int:
@@ -29,7 +34,17 @@ class LossPlot(PlotextPlot):
 
     def set_curves(self, curves: dict[str, Curve]) -> None:
         self._curves = curves
+        if self._throttle is not None:
+            self._stale = True
+            return
         self._draw()
+        self._throttle = self.set_timer(REDRAW_INTERVAL_S, self._throttle_ended)
+
+    def _throttle_ended(self) -> None:
+        self._throttle = None
+        if self._stale:
+            self._stale = False
+            self.set_curves(self._curves)
 
     def toggle(self, setting: str) -> None:
         """Flip one of by_tokens, log_scale, smooth and redraw."""

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from engine.runs import RunInfo, update_status
+from engine.runs import RunInfo, RunManager, update_status
 from nanogpt_tui.app import LocalEngine, NanoGPTApp
 from nanogpt_tui.settings import Settings
 
@@ -22,24 +22,36 @@ from nanogpt_tui.settings import Settings
 FIXED_NOW = 1735819200.0
 
 
-class FakeEngine(LocalEngine):
-    """RunManager over the test's folder; device detection, measuring and starting processes are faked."""
+class FakeManager(RunManager):
+    """Starting a process is faked: launch records the call and marks the run running under this process."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
         self.launched: list[tuple[str, bool]] = []
+
+    def launch(self, name: str, *, resume: bool = False) -> RunInfo:
+        self.launched.append((name, resume))
+        update_status(self.run_dir(name), state="running", pid=os.getpid(), started_at=time.time(), ended_at=None)
+        return self.get(name)
+
+
+class FakeEngine(LocalEngine):
+    """The app's engine over the test's folder, with device detection, measuring and launching faked."""
+
+    def new_manager(self) -> FakeManager:
+        return FakeManager(self.root)
+
+    @property
+    def launched(self) -> list[tuple[str, bool]]:
+        manager = self.manager
+        assert isinstance(manager, FakeManager)
+        return manager.launched
 
     def detect_devices(self, device: str) -> tuple[str, int]:
         return "cpu", 2
 
     def measure_throughput(self, device: str) -> float:
         return 2e10
-
-    def launch(self, name: str, *, resume: bool = False) -> RunInfo:
-        """Record the launch and mark the run running under this (living) process."""
-        self.launched.append((name, resume))
-        update_status(self.run_dir(name), state="running", pid=os.getpid(), started_at=time.time(), ended_at=None)
-        return self.get(name)
 
 
 def write_run(root: Path, name: str, *, state: str = "finished", steps: int = 0, total: int = 100,
@@ -99,7 +111,10 @@ def engine(runs_root: Path) -> FakeEngine:
 @pytest.fixture
 def make_app(engine: FakeEngine):
     def make(**kwargs: Any) -> NanoGPTApp:
-        return NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW, **kwargs)
+        app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW, **kwargs)
+        # the tabs' underline slides into place; snapshots must not catch it halfway
+        app.animation_level = "none"
+        return app
 
     return make
 

@@ -63,7 +63,7 @@ async def test_valid_form_launches_and_opens_the_dashboard(make_app, engine) -> 
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="the dashboard")
         assert engine.launched == [("first", False)]
-        assert engine.config("first").train.num_iterations == 25, "the edited value must reach config.toml"
+        assert engine.manager.config("first").train.num_iterations == 25, "the edited value must reach config.toml"
 
 
 async def test_existing_name_and_preset_switch(make_app, engine) -> None:
