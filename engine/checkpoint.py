@@ -110,12 +110,19 @@ def read_checkpoint_file(path: Path, *, map_location: str = "cpu", trust_pickle:
             data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         text = str(err)
-        if "Weights only load failed" in text or "Unsupported global" in text:
+        # a whole archive whose pickle the safe unpickler refuses holds objects (or opcodes) beyond
+        # plain weights; a refusal without a whole archive around it means garbage bytes
+        if "Unsupported global" in text or zipfile.is_zipfile(path):
             raise CheckpointError(
                 f"{path} contains pickled Python objects, which could run code when loaded",
                 hint="only if you trust where the file came from, load it with --trust-pickle",
             ) from err
-        raise CheckpointError(f"{path} is not a readable checkpoint: {text.splitlines()[0]}") from err
+        lines = text.split("WeightsUnpickler error:", 1)[-1].splitlines()
+        detail = next((line.strip() for line in lines if line.strip()), "unpickling failed")
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated or not a PyTorch file): {detail}",
+            hint="if a run was killed while saving, use the previous checkpoint",
+        ) from err
     # a random or cut-off file makes the unpickler fail in many ways, depending on where the bytes end
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError, TypeError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -1,0 +1,59 @@
+"""`nanogpt-tui eval`: validation loss and bits per byte of a checkpoint, then samples from prompts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nanogpt_tui.commands.generate import add_checkpoint_arguments, add_sampling_arguments, load_generator, sampling_params
+
+
+def _progress(fraction: float) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\revaluating {fraction:4.0%}")
+        sys.stderr.flush()
+        if fraction >= 1.0:
+            sys.stderr.write("\n")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from engine.evaluate import default_eval_seq_len, eval_data, evaluate_model, generate_samples
+
+    params = sampling_params(args)
+    generator, loaded = load_generator(args)
+    hp = loaded.hyperparameters
+    rows: list[tuple[str, str]] = [("checkpoint", str(loaded.path)), ("step", str(loaded.step))]
+    if not args.no_loss:
+        data = eval_data(args.data, generator.tokenizer, hp)
+        seq_len = args.seq_len or default_eval_seq_len(hp, generator.max_context)
+        data_config = (hp or {}).get("data") or {}
+        max_tokens = args.max_eval_tokens if args.max_eval_tokens is not None else int(data_config.get("val_tokens", 0))
+        report = evaluate_model(generator.model, generator.tokenizer, data, seq_len=seq_len, batch_size=args.batch_size,
+                                max_tokens=max_tokens, device=generator.device, progress=_progress)
+        rows += [("data", report.data), ("tokens", f"{report.tokens:,}"), ("bytes", f"{report.bytes:,}"),
+                 ("row length", str(report.seq_len)), ("val loss", f"{report.loss:.4f}"),
+                 ("bits per byte", f"{report.bpb:.4f}"), ("time", f"{report.seconds:.1f} s")]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    prompts = args.prompt or [str(((hp or {}).get("run") or {}).get("sample_prompt", ""))]
+    if args.samples and params.max_new_tokens:
+        for sample in generate_samples(generator, prompts * args.samples, params):
+            print(f"\n--- sample ({sample.finish_reason}) ---\n{sample.prompt}{sample.text}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("eval", help="validation loss, bits per byte and samples of a checkpoint")
+    add_checkpoint_arguments(parser)
+    parser.add_argument("--data", help="a text file or folder, .bin shards (a glob is fine) or 'shakespeare'; "
+                        "default: the held-out split the run validated on")
+    parser.add_argument("--max-eval-tokens", type=int, help="evaluate at most this many tokens (0 = all; "
+                        "default: the run's data.val_tokens)")
+    parser.add_argument("--seq-len", type=int, help="tokens per evaluated row (default: the run's val_seq_len, at most 2048)")
+    parser.add_argument("--batch-size", type=int, default=1, help="rows per forward pass (default 1)")
+    parser.add_argument("--no-loss", action="store_true", help="only generate samples")
+    parser.add_argument("--prompt", action="append", help="a prompt to sample from (repeatable; default: the run's sample prompt)")
+    parser.add_argument("--samples", type=int, default=1, help="samples per prompt (default 1; 0 = none)")
+    add_sampling_arguments(parser, temperature=0.8, max_tokens=100)
+    parser.set_defaults(func=cmd_eval)
