@@ -97,9 +97,6 @@ class FinetuneData:
     dataset: ConversationDataset
     report: ConversationReport
 
-    def summary_lines(self) -> list[str]:
-        return self.report.summary_lines() + self.dataset.summary_lines()
-
 
 def load_finetune_data(hp: Hyperparameters, tokenizer: Any, report: ConversationReport | None = None) -> FinetuneData:
     """Read (unless `report` is given), validate, render and pack `finetune.data`.

@@ -111,7 +111,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a .pt checkpoint (ours or modded-nanogpt's state_step*.pt), a folder or a run (its newest)")
     parser.add_argument("--data", metavar="FILE", help='conversations: .json ({"conversations": [...]}), .jsonl or a folder')
     parser.add_argument("--epochs", type=int, help="passes over the training conversations (default 3)")
-    parser.add_argument("--lr", type=float, help="learning rate (default 5e-5, AdamW)")
+    parser.add_argument("--lr", type=float, help="learning rate (default: the parent config's finetune.lr, "
+                        "2e-3 for shakespeare-cpu models, 5e-5 for the speedrun ones)")
     parser.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                         help="override one setting, e.g. --set finetune.optimizer=muon (repeatable)")
     parser.add_argument("--skip-invalid", action="store_true", help="train on the valid conversations, report the rest")
