@@ -202,7 +202,8 @@ class ChatScreen(AppScreen[None]):
                 self.post_message(TurnsDropped(event.dropped_messages, event.total_dropped, event.fits))
             elif isinstance(event, ReplyFinished):
                 elapsed = time.perf_counter() - first_token_at if first_token_at else 0.0
-                speed = (tokens - 1) / elapsed if tokens > 1 and elapsed > 0 else None
+                # tokens after the first, over the time since the first: the decoding speed the user sees
+                speed = (event.tokens - 1) / elapsed if event.tokens > 1 and elapsed > 0 else None
                 context, _ = render(session.messages, session.template, generator.tokenizer)
                 self.post_message(ReplyCompleted(event.text, event.finish_reason, event.tokens, speed, len(context),
                                                  generator.max_context, values.seed))

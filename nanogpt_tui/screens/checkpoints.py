@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -46,7 +47,7 @@ def metadata_text(entry: CheckpointEntry) -> Text:
         ("Tokenizer", str(meta.get("tokenizer", "—"))),
         ("Preset", str(meta.get("preset", "—"))),
         ("Created", fmt.started(entry.number("created_at"))),
-        ("Parent", str(meta.get("parent") or "—")),
+        ("Parent", display_path(Path(meta["parent"])) if meta.get("parent") else "—"),
         ("Answers chats", "yes (fine-tuned)" if entry.finetuned else "no: a base model continues text"),
     ]
     text = Text()

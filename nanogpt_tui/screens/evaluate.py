@@ -205,8 +205,8 @@ class EvaluateScreen(AppScreen[None]):
         self._results.append((key, report.bpb))
         best = min(self._results, key=lambda result: result[1])[0]
         for row_key, _ in self._results:
-            table.update_cell(row_key, "best", Text("★ best bpb", style="green") if row_key == best and
-                              len(self._results) > 1 else "")
+            mark = Text("★ best bpb", style="green") if row_key == best and len(self._results) > 1 else ""
+            table.update_cell(row_key, "best", mark, update_width=True)
         table.move_cursor(row=table.row_count - 1)
         self.query_one("#eval-progress", ProgressBar).update(progress=1.0)
         self._done(f"{event.label}: val loss {report.loss:.4f}, {report.bpb:.4f} bits per byte")

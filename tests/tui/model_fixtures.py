@@ -30,9 +30,9 @@ def tiny_tokenizer() -> Any:
     return BPETokenizer(_tokenizer_json())
 
 
-def tiny_hyperparameters(corpus: Path) -> Hyperparameters:
+def tiny_hyperparameters(corpus: str) -> Hyperparameters:
     """tests.helpers.tiny_config with the model's vocabulary fitted to the tiny BPE tokenizer."""
-    hp = tiny_config(corpus)
+    hp = tiny_config(Path(corpus))
     tokenizer = tiny_tokenizer()
     model = dataclasses.replace(hp.model, vocab_size=tokenizer.vocab_size, bos_id=tokenizer.bos_id)
     return dataclasses.replace(hp, model=model)
@@ -40,10 +40,11 @@ def tiny_hyperparameters(corpus: Path) -> Hyperparameters:
 
 def save_tiny_checkpoint(runs_root: Path, run: str = "tiny", *, step: int = 10, kind: str = "pretrain",
                          parent: str | None = None, val_loss: float = 5.5, val_bpb: float = 2.25,
-                         seed: int = 0, created_at: float = FIXED_NOW - 3600) -> Path:
+                         seed: int = 0, created_at: float = FIXED_NOW - 3600, corpus: str = "") -> Path:
     """A real 2-layer GPT with random (seeded) weights saved as <runs_root>/<run>/checkpoints/step_*.pt + sidecar.
 
     The run and the sidecar say they were created at `created_at` (runs list newest first), so screens are stable.
+    The config's corpus is `corpus`, or a small text file written beside the run (its held-out split is tiny).
     """
     import torch
 
@@ -55,8 +56,9 @@ def save_tiny_checkpoint(runs_root: Path, run: str = "tiny", *, step: int = 10, 
         write_run(runs_root, run, state="finished", steps=step, total=step, created_at=created_at)
         meta = json.loads((run_dir / "run.json").read_text())
         (run_dir / "run.json").write_text(json.dumps({**meta, "kind": kind, "parent": parent}))
-    corpus = run_dir / "corpus.txt"
-    corpus.write_text(VERSE * 8, encoding="utf-8")
+    if not corpus:
+        corpus = str(run_dir / "corpus.txt")
+        Path(corpus).write_text(VERSE * 8, encoding="utf-8")
     hp = tiny_hyperparameters(corpus)
     save_toml(hp, run_dir / "config.toml")
     torch.manual_seed(seed)
@@ -121,9 +123,10 @@ class ScriptedGenerator:
                 for sample in range(len(prompts)):
                     yield self._chunk("", None, sample, "cancelled")
                 return
-            last = index == len(self.tokens) - 1
             for sample in range(len(prompts)):
-                yield self._chunk(text if sample == 0 else text.upper(), 1, sample, "length" if last else None)
+                yield self._chunk(text if sample == 0 else text.upper(), 1, sample)
+        for sample in range(len(prompts)):  # the end of turn, as a fine-tuned model emits it
+            yield self._chunk("", self.tokenizer.bos_id, sample, "stop_token")
 
     def _wait(self, cancel: threading.Event | None) -> None:
         if self.gate is None:

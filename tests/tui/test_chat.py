@@ -259,3 +259,20 @@ async def test_real_tiny_base_model_streams_with_the_plain_template(runs_root: P
         assert "tok/s" in str(screen.query_one("#chat-status", Static).render())
         saved = json.loads(json.dumps(screen._transcript))
         assert saved[0] == {"role": "user", "content": "ROMEO:"}
+
+
+def test_snapshot(snap_compare, runs_root: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(isolated_home)
+    path = save_tiny_checkpoint(runs_root, "sft", kind="finetune", corpus="shakespeare")
+    # one chunk: a reply of one token has no tokens/s, so the status line does not depend on timing
+    engine = ScriptedEngine(runs_root, ScriptedGenerator(["Good morrow, gentle friend. What news?"]))
+    app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
+
+    async def chatted(pilot) -> None:
+        screen = await open_chat(pilot, path)
+        screen.query_one("#temperature", Slider).value = 0.55
+        await send(pilot, "Good morrow! How fares the day?")
+        await wait_for(pilot, lambda: not screen.generating and replies(screen), what="the reply")
+        screen.query_one("#temperature", Slider).focus()
+
+    assert snap_compare(app, terminal_size=(120, 40), run_before=chatted)

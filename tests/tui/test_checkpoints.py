@@ -33,12 +33,13 @@ def rows(app: NanoGPTApp) -> list[list[str]]:
 
 @pytest.fixture
 def checkpoints(runs_root: Path) -> dict[str, Path]:
-    base10 = save_tiny_checkpoint(runs_root, "base", step=10, val_loss=6.0, created_at=FIXED_NOW - 9000)
-    base20 = save_tiny_checkpoint(runs_root, "base", step=20, val_loss=5.0, created_at=FIXED_NOW - 9000)
+    shakespeare = {"corpus": "shakespeare"}  # the config pane then shows no temporary path
+    base10 = save_tiny_checkpoint(runs_root, "base", step=10, val_loss=6.0, created_at=FIXED_NOW - 9000, **shakespeare)
+    base20 = save_tiny_checkpoint(runs_root, "base", step=20, val_loss=5.0, created_at=FIXED_NOW - 9000, **shakespeare)
     sft = save_tiny_checkpoint(runs_root, "base-sft", step=4, kind="finetune", parent=str(base20),
-                               val_loss=3.2, val_bpb=1.4, created_at=FIXED_NOW - 5000)
+                               val_loss=3.2, val_bpb=1.4, created_at=FIXED_NOW - 5000, **shakespeare)
     imported = save_tiny_checkpoint(runs_root, "import-seed", step=3000, kind="import", parent="/old/state_step003000.pt",
-                                    val_loss=3.3, val_bpb=1.0, created_at=FIXED_NOW - 7000)
+                                    val_loss=3.3, val_bpb=1.0, created_at=FIXED_NOW - 7000, **shakespeare)
     return {"base10": base10, "base20": base20, "sft": sft, "imported": imported}
 
 
@@ -186,3 +187,15 @@ async def test_finetune_form_checks_data_and_launches(engine: FakeEngine, make_a
         assert engine.launched == [("sft-test", False)]
         run = json.loads((engine.root / "sft-test" / "run.json").read_text())
         assert run["kind"] == "finetune" and run["parent"] == str(parent.path), "the run records its parent"
+
+
+def test_snapshot(snap_compare, make_app, checkpoints: dict[str, Path], utc: None, isolated_home: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(isolated_home)  # paths show relative to the working folder
+
+    async def details_shown(pilot) -> None:
+        await show_checkpoints(pilot, 4)
+        await wait_for(pilot, lambda: "[model]" in str(pilot.app.screen.query_one("#ckpt-config", Static).render()),
+                       what="the config pane")
+
+    assert snap_compare(make_app(), terminal_size=(120, 40), run_before=details_shown)

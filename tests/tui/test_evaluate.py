@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from textual.widgets import DataTable, Input, Select, Static
 
 from nanogpt_tui.app import NanoGPTApp
@@ -139,3 +141,37 @@ async def test_nothing_chosen_says_how_to_choose(make_app) -> None:
         app.notify = lambda message, **kw: shown.append(message)  # type: ignore[method-assign, assignment]
         await pilot.press("ctrl+r")
         assert shown == ["Choose a checkpoint first (ctrl+o)."]
+
+
+class FixedEvalEngine(ScriptedEngine):
+    """Evaluation with fixed figures, so the snapshot does not depend on timing."""
+
+    def evaluate(self, model: LoadedModel, data: str | None, max_tokens: int,
+                 progress: Callable[[float], None], cancel: threading.Event) -> object:
+        from engine.evaluate import EvalReport
+
+        progress(0.5)
+        loss = 4.0 + len(self.loaded) / 10
+        return EvalReport(loss, loss / 3, 12345, 45678, 64, "held-out 10% of shakespeare", 1.5)
+
+
+def test_snapshot(snap_compare, runs_root: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(isolated_home)
+    first = save_tiny_checkpoint(runs_root, "tiny", step=10, corpus="shakespeare")
+    second = save_tiny_checkpoint(runs_root, "tiny", step=20, corpus="shakespeare")
+    engine = FixedEvalEngine(runs_root, ScriptedGenerator(["Once", " upon", " a", " time", "."]))
+    app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
+
+    async def compared(pilot) -> None:
+        screen = await open_evaluate(pilot, first)
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: len(results(screen)) == 1, what="the first result")
+        await open_checkpoint_in(pilot.app, "evaluate", entry_for(second))
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: len(results(screen)) == 2, what="the second result")
+        screen.query_one("#eval-prompt", Input).value = "ROMEO: "
+        await pilot.press("ctrl+g")
+        await wait_for(pilot, lambda: "sample(s)" in state(screen), what="the samples")
+        screen._state("2 sample(s) done")  # the measured tok/s would change the picture on every run
+
+    assert snap_compare(app, terminal_size=(120, 40), run_before=compared)
