@@ -10,7 +10,6 @@ file is read line by line.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,10 +95,8 @@ def _got(value: Any) -> str:
     if isinstance(value, str):
         text = json.dumps(value, ensure_ascii=False)
         return text if len(text) <= 40 else text[:37] + '…"'
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
     if isinstance(value, (int, float)):
         return f"the number {value}"
     return "a list" if isinstance(value, list) else "an object"
@@ -160,9 +157,9 @@ def _conversation_files(path: Path) -> list[Path]:
     return files
 
 
-def _too_large(path: Path, size: int, limit_mb: float, what: str) -> DataError:
+def _too_large(path: Path, what: str, limit_mb: float) -> DataError:
     return DataError(
-        f"{path}: {what} is {size / _MB:.1f} MB, over the {limit_mb:g} MB limit (finetune.max_file_mb)",
+        f"{path}: {what}, over the {limit_mb:g} MB limit (finetune.max_file_mb)",
         hint='split it, convert it to .jsonl (one {"messages": [...]} per line, read line by line), '
              "or raise the limit with --set finetune.max_file_mb=…",
     )
@@ -178,67 +175,60 @@ def _add(report: ConversationReport, value: Any, where: str, field_path: str) ->
         report.conversations.append(Conversation(messages, _at(where, field_path)))
 
 
-def _read_json(path: Path, label: str, report: ConversationReport, max_file_mb: float) -> None:
+def _json_conversations(path: Path, label: str, max_file_mb: float) -> list[Any] | Issue:
+    """The file's "conversations" list, or the one problem that makes the whole file unusable."""
     size = path.stat().st_size
     if size > max_file_mb * _MB:
-        raise _too_large(path, size, max_file_mb, "the file")
+        raise _too_large(path, f"the file is {size / _MB:.1f} MB", max_file_mb)
     try:
         data = json.loads(path.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as err:
-        report.issues.append(Issue(label, f"is not UTF-8 text (byte {err.start})"))
-        report.broken_files += 1
-        return
+        return Issue(label, f"is not UTF-8 text (byte {err.start})")
     except json.JSONDecodeError as err:
-        report.issues.append(Issue(f"{label}:{err.lineno}:{err.colno}", f"not valid JSON: {err.msg}"))
-        report.broken_files += 1
-        return
+        return Issue(f"{label}:{err.lineno}:{err.colno}", f"not valid JSON: {err.msg}")
     if not isinstance(data, dict):
-        report.issues.append(Issue(label, f'expected an object {{"conversations": [...]}}, got {_got(data)}'))
-        report.broken_files += 1
-        return
+        return Issue(label, f'expected an object {{"conversations": [...]}}, got {_got(data)}')
     if "conversations" not in data:
-        report.issues.append(Issue(f"{label}: conversations", "missing (expected {\"conversations\": [...]})"))
-        report.broken_files += 1
-        return
+        return Issue(f"{label}: conversations", "missing (expected {\"conversations\": [...]})")
     conversations = data["conversations"]
-    if not isinstance(conversations, list) or not conversations:
-        why = "is empty" if isinstance(conversations, list) else f"expected a list, got {_got(conversations)}"
-        report.issues.append(Issue(f"{label}: conversations", why))
+    if not isinstance(conversations, list):
+        return Issue(f"{label}: conversations", f"expected a list, got {_got(conversations)}")
+    return conversations or Issue(f"{label}: conversations", "is empty")
+
+
+def _read_json(path: Path, label: str, report: ConversationReport, max_file_mb: float) -> None:
+    conversations = _json_conversations(path, label, max_file_mb)
+    if isinstance(conversations, Issue):
+        report.issues.append(conversations)
         report.broken_files += 1
         return
     for index, value in enumerate(conversations):
         _add(report, value, label, f"conversations[{index}]")
 
 
-def _lines(path: Path, limit_bytes: int) -> Iterator[tuple[int, bytes]]:
-    """(line number, bytes) without ever reading more than limit_bytes of one line into memory."""
-    with open(path, "rb") as handle:
-        number = 0
-        while raw := handle.readline(limit_bytes + 1):
-            number += 1
-            if len(raw) > limit_bytes:
-                raise _too_large(path, len(raw), limit_bytes / _MB, f"line {number}")
-            yield number, raw
-
-
 def _read_jsonl(path: Path, label: str, report: ConversationReport, max_file_mb: float) -> None:
+    limit = int(max_file_mb * _MB)
     seen = 0
-    for number, raw in _lines(path, int(max_file_mb * _MB)):
-        if not raw.strip():
-            continue
-        seen += 1
-        where = f"{label}:{number}"
-        try:
-            value = json.loads(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
-        except UnicodeDecodeError as err:
-            report.issues.append(Issue(where, f"is not UTF-8 text (byte {err.start})"))
-            report.invalid += 1
-            continue
-        except json.JSONDecodeError as err:
-            report.issues.append(Issue(f"{where}:{err.colno}", f"not valid JSON: {err.msg}"))
-            report.invalid += 1
-            continue
-        _add(report, value, where, "")
+    with open(path, "rb") as handle:
+        # readline with a limit: one huge line is refused without reading it all into memory
+        for number, raw in enumerate(iter(lambda: handle.readline(limit + 1), b""), start=1):
+            if len(raw) > limit:
+                raise _too_large(path, f"line {number} is longer", max_file_mb)
+            if not raw.strip():
+                continue
+            seen += 1
+            where = f"{label}:{number}"
+            try:
+                value = json.loads(raw.decode("utf-8-sig" if number == 1 else "utf-8"))
+            except UnicodeDecodeError as err:
+                report.issues.append(Issue(where, f"is not UTF-8 text (byte {err.start})"))
+                report.invalid += 1
+                continue
+            except json.JSONDecodeError as err:
+                report.issues.append(Issue(f"{where}:{err.colno}", f"not valid JSON: {err.msg}"))
+                report.invalid += 1
+                continue
+            _add(report, value, where, "")
     if not seen:
         report.issues.append(Issue(label, "has no conversations (every line is blank)"))
         report.broken_files += 1

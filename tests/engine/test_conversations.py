@@ -161,7 +161,7 @@ def test_size_limit_refuses_large_json_but_streams_jsonl(tmp_path: Path) -> None
     big_jsonl = tmp_path / "big.jsonl"
     big_jsonl.write_text("".join(json.dumps(c) + "\n" for c in conversations), encoding="utf-8")
     assert len(read_conversations(big_jsonl, max_file_mb=limit_mb).conversations) == 200
-    with pytest.raises(DataError, match="line 1 is"):
+    with pytest.raises(DataError, match="line 1 is longer, over the"):
         read_conversations(big_jsonl, max_file_mb=100 / 2**20)
 
 
