@@ -16,7 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.theme import Theme
 
-from engine.errors import EngineError
+from engine.errors import ConfigError, EngineError
 from nanogpt_tui.screens.coming import ComingScreen
 from nanogpt_tui.screens.help import HelpScreen
 from nanogpt_tui.screens.runs import RunsScreen
@@ -227,4 +227,11 @@ def _bindings(cls: type) -> list[Binding]:
 
 def run_app() -> None:
     """Start the app in this terminal (what `nanogpt-tui` with no arguments does)."""
-    NanoGPTApp(exit_after_first_frame=bool(os.environ.get(EXIT_AFTER_FIRST_FRAME_ENV))).run()
+    try:
+        settings = load_settings()
+    except ConfigError as err:
+        from nanogpt_tui.cli import print_error
+
+        print_error(err)
+        raise SystemExit(1) from err
+    NanoGPTApp(settings=settings, exit_after_first_frame=bool(os.environ.get(EXIT_AFTER_FIRST_FRAME_ENV))).run()

@@ -113,7 +113,7 @@ class NewRunScreen(AppScreen[RunInfo | None]):
         result = worker.result
         if isinstance(result, RunInfo):
             if worker.name == "_create":
-                self.app.push_screen(MultiNodeScreen(result.name, self._nnodes_launching), self.dismiss)
+                self.app.push_screen(MultiNodeScreen(result.name, self._nnodes_launching), self._multi_node_closed)
             else:
                 self.dismiss(result)
             return
@@ -125,6 +125,10 @@ class NewRunScreen(AppScreen[RunInfo | None]):
             device, flops = result
             self._flops[device] = flops
         self._validate()
+
+    def _multi_node_closed(self, run: RunInfo | None) -> None:
+        # not `self.dismiss` itself: a callback's awaitable is awaited, and dismiss may not be awaited here
+        self.dismiss(run)
 
     def worker_failed(self, worker: Worker[object], error: BaseException) -> None:
         if worker.group == "launch":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from engine.config import SECTIONS, Hyperparameters, apply_overrides
 from engine.errors import ConfigError, EngineError
-from engine.estimate import Estimate, estimate, training_seconds
+from engine.estimate import Estimate, MemoryPerRank, estimate, memory_per_rank, training_seconds
 from engine.paths import validate_name
 from nanogpt_tui.widgets import format as fmt
 
@@ -81,6 +81,7 @@ class FormCheck:
     hp: Hyperparameters | None = None
     plan: LaunchPlan | None = None
     estimate: Estimate | None = None
+    memory: MemoryPerRank | None = None
 
 
 def config_value(hp: Hyperparameters, key: str) -> str:
@@ -192,7 +193,8 @@ def check_form(base: Hyperparameters, source: str, device: str, values: dict[str
         return FormCheck(errors)
     try:
         hp = apply_overrides(base, overrides)
-        est = estimate(hp, plan.nproc * plan.nnodes)
+        ranks = plan.nproc * plan.nnodes
+        est, memory = estimate(hp, ranks), memory_per_rank(hp, ranks)
     except ConfigError as err:
         key = _config_key(err)
         if key in FIELD_KEYS:
@@ -200,19 +202,19 @@ def check_form(base: Hyperparameters, source: str, device: str, values: dict[str
         if key == "data.corpus":
             return FormCheck({DATA_PATH: reason(err)})
         return FormCheck({GENERAL: reason(err, keep_key=True)})
-    return FormCheck({}, hp, plan, est)
+    return FormCheck({}, hp, plan, est, memory)
 
 
 def summary(check: FormCheck, device: str | None, flops_per_s: float | None) -> str:
     """One line: parameters, tokens per step, memory per rank and, once measured, the time."""
-    est, hp, plan = check.estimate, check.hp, check.plan
-    if est is None or hp is None or plan is None:
+    est, hp, plan, memory = check.estimate, check.hp, check.plan, check.memory
+    if est is None or hp is None or plan is None or memory is None:
         return "Fix the marked fields to see the size of the model."
     parts = [
         f"{fmt.count(est.num_params)} parameters",
         f"{fmt.count(est.tokens_per_step)} tokens/step",
         f"{est.accum_steps} micro-batch(es)/rank/step",
-        f"activations ≈ {fmt.size(est.activation_bytes_per_rank)}/rank",
+        f"memory ≈ {fmt.size(memory.total)}/rank",
     ]
     if flops_per_s is None:
         parts.append("time: measuring…")

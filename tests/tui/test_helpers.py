@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ConfigError
+from nanogpt_tui.messages import GpuStats
 from nanogpt_tui.settings import Settings, load_settings, save_settings, settings_path
 from nanogpt_tui.widgets import format as fmt
+from nanogpt_tui.widgets.gpu import format_gpu_stats
 from nanogpt_tui.widgets.log_tail import TextFollower
 from nanogpt_tui.widgets.series import RunSeries, decimate, sparkline
 
@@ -99,3 +101,9 @@ def test_formats() -> None:
     assert fmt.run_duration(100.0, None, running=True, now=160.0) == "1m00s"
     assert fmt.run_duration(100.0, None, running=False, now=160.0) == "—", "a dead run without end time has no duration"
     assert fmt.size(2 * 1024**3) == "2.0 GiB"
+
+
+def test_gpu_lines() -> None:
+    stats = (GpuStats(0, "H100", 87, 40 * 1024**3, 80 * 1024**3), GpuStats(1, "H100", 5, 1024**3, 80 * 1024**3))
+    assert format_gpu_stats(stats) == "GPU0  87%  40.0/80 GiB\nGPU1   5%  1.0/80 GiB"
+    assert "not monitored" in format_gpu_stats(None) and format_gpu_stats(()) == "GPU: none found"

@@ -6,10 +6,11 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from textual.widgets import Button, Input, Select, Static
+from textual.widgets import Button, Input, Select, Static, TextArea
 
 from nanogpt_tui.app import LocalEngine, NanoGPTApp
 from nanogpt_tui.screens.dashboard import DashboardScreen
+from nanogpt_tui.screens.multinode import MultiNodeScreen
 from nanogpt_tui.screens.new_run import NewRunScreen, input_id
 from nanogpt_tui.settings import Settings
 from tests.tui.conftest import wait_for
@@ -116,3 +117,23 @@ async def test_real_tiny_cpu_run_launched_through_the_form(runs_root: Path) -> N
         await wait_for(pilot, lambda: "finished" in str(app.screen.query_one("#run-title", Static).render()),
                        timeout=300, what="the run to finish")
         assert app.screen._snapshot is not None and app.screen._snapshot.train.steps[-1] == 4
+
+
+async def test_multi_node_shows_every_node_command_then_launches_here(make_app, engine) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_form(app, pilot)
+        app.screen.query_one("#device", Select).value = "cpu"
+        for key, value in {"name": "wide", "nnodes": "2", "node_rank": "0", "rdzv_endpoint": "10.0.0.1:29500",
+                           "train.micro_batch_size": "8"}.items():
+            field(app, key).value = value
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, MultiNodeScreen), what="the multi-node commands")
+        commands = app.screen.query_one("#commands", TextArea)
+        await wait_for(pilot, lambda: "--node-rank=1" in commands.text, what="the command of node 1")
+        assert "--node-rank=0" in commands.text and "--rdzv-endpoint=10.0.0.1:29500" in commands.text
+        assert engine.launched == [], "creating a multi-node run must not start it before the user asks"
+        await pilot.click("#launch")
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="the dashboard")
+        assert engine.launched == [("wide", False)]
