@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -18,9 +17,7 @@ from textual.worker import Worker
 from engine.errors import EngineError
 from nanogpt_tui.messages import ModelLoaded, ReplyCompleted, ReplyStreamed, TurnsDropped
 from nanogpt_tui.model_service import CheckpointEntry, LoadedModel, SamplingValues, sampling_params
-from nanogpt_tui.screens.base import AppScreen
-from nanogpt_tui.screens.chat_commands import HELP, ChatCommand, UnknownCommand, parse_chat_command
-from nanogpt_tui.widgets.clipboard import copy_text
+from nanogpt_tui.screens.chat_commands import NO_MODEL, ChatBase, UnknownCommand, parse_chat_command
 from nanogpt_tui.widgets.message import ChatMessage, ConversationView, PromptArea
 from nanogpt_tui.widgets.nav import NavTabs
 from nanogpt_tui.widgets.path_input import display_path
@@ -30,10 +27,9 @@ if TYPE_CHECKING:
     from engine.chat import ChatSession
 
 PRESETS = Binding.Group("Presets", compact=True)
-NO_MODEL = "No model loaded: press ctrl+o to choose a checkpoint (or pick one on the Checkpoints screen and press c)."
 
 
-class ChatScreen(AppScreen[None]):
+class ChatScreen(ChatBase):
     """One conversation with one model; the reply streams in a worker and Esc stops it, keeping what was said."""
 
     HELP_TITLE = "Chat"
@@ -50,25 +46,6 @@ class ChatScreen(AppScreen[None]):
         Binding("f6", "preset('balanced')", "Balanced", group=PRESETS),
         Binding("f7", "preset('creative')", "Creative", group=PRESETS),
     ]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._model: LoadedModel | None = None
-        self._session: ChatSession | None = None
-        self._pending: CheckpointEntry | None = None
-        self._loading: str | None = None
-        self._cancel: threading.Event | None = None
-        self._reply: ChatMessage | None = None
-        self._system = ""
-        # every turn said, also those dropped from the model's context or cleared from view (/save keeps them)
-        self._transcript: list[dict[str, str]] = []
-        self._last_reply = ""
-        self._status: dict[str, str] = {}
-        self._after_reply: Callable[[], None] | None = None
-
-    @property
-    def generating(self) -> bool:
-        return self._cancel is not None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -265,135 +242,3 @@ class ChatScreen(AppScreen[None]):
         # quitting (ctrl+q, /quit) must not leave a worker thread generating: the process would wait for it
         if self._cancel is not None:
             self._cancel.set()
-
-    # ------------------------------------------------------------------ commands
-    def run_command(self, command: ChatCommand) -> None:
-        handlers: dict[str, Any] = {
-            "quit": self.action_quit_chat, "clear": self.action_clear, "new": self._new_conversation,
-            "help": lambda: self._notice(HELP), "save": lambda: self._save(command.argument or None),
-            "system": lambda: self._set_system(command.argument),
-            "template": lambda: self._set_template(command.argument),
-        }
-        handlers[command.name]()
-
-    def action_quit_chat(self) -> None:
-        if self._cancel is not None:
-            self._cancel.set()
-        self.app.exit()
-
-    def action_clear(self) -> None:
-        self._clear_view()
-        if self._transcript:
-            self._notice("View cleared; the conversation goes on (ctrl+n starts a new one).")
-
-    def action_new(self) -> None:
-        if not self._transcript:
-            self._new_conversation()
-            return
-        from nanogpt_tui.screens.confirm import ConfirmScreen
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._new_conversation()
-
-        self.app.push_screen(ConfirmScreen("Start a new conversation? The current one is forgotten unless "
-                                           "you saved it (ctrl+s).", "New"), answered)
-
-    def _new_conversation(self) -> None:
-        if self._cancel is not None:
-            # the worker still writes the stopped reply into the session; start afresh once it has
-            self._cancel.set()
-            self._after_reply = self._new_conversation
-            return
-        if self._session is not None:
-            self._session.new()
-        self._transcript = []
-        self._last_reply = ""
-        self._clear_view()
-        self._set_status(dropped="")
-        self._notice("New conversation.")
-
-    def action_system(self) -> None:
-        from nanogpt_tui.screens.text_prompt import TextPromptScreen
-
-        def answered(text: str | None) -> None:
-            if text is not None:
-                self._set_system(text)
-
-        self.app.push_screen(TextPromptScreen("System message for this conversation (empty removes it):",
-                                              self._system, "You are a helpful assistant."), answered)
-
-    def _set_system(self, text: str) -> None:
-        if self.generating:
-            self.notify("Wait for the reply to end (or press Esc) first.", severity="warning")
-            return
-        self._system = text.strip()
-        if self._session is not None:
-            messages = self._session.messages
-            if messages and messages[0]["role"] == "system":
-                del messages[0]
-            if self._system:
-                messages.insert(0, {"role": "system", "content": self._system})
-            self._session.system = self._system
-        self._notice(f"System message: {self._system}" if self._system else "System message removed.")
-
-    def action_switch_template(self) -> None:
-        if self._session is not None:
-            self._set_template("special" if self._session.template == "plain" else "plain")
-
-    def _set_template(self, template: str) -> None:
-        if self._session is None or self._model is None:
-            self.notify(NO_MODEL, severity="warning")
-            return
-        if self.generating:
-            self.notify("Wait for the reply to end (or press Esc) first.", severity="warning")
-            return
-        try:
-            session = self.engine.chat_session(self._model, template.strip().lower(), self._system)
-        except EngineError as err:
-            self.nanogpt.show_error(err, title="Template not changed")
-            return
-        session.messages = self._session.messages
-        self._session = session
-        self._set_status(template=session.template)
-        self._notice(f"Template: {session.template}.")
-
-    def action_save(self) -> None:
-        self._save(None)
-
-    def _save(self, path: str | None) -> None:
-        system = [{"role": "system", "content": self._system}] if self._system else []
-        self._save_worker(system + self._transcript, path)
-
-    @work(thread=True, exclusive=True, group="chat-save", exit_on_error=False)
-    def _save_worker(self, messages: list[dict[str, str]], path: str | None) -> str:
-        return str(self.engine.save_conversation(messages, path))
-
-    def worker_succeeded(self, worker: Worker[object]) -> None:
-        if worker.group == "chat-save":
-            self._notice(f"Saved the conversation (fine-tuning JSON) to {worker.result}.")
-            self.notify(f"Saved to {worker.result}", timeout=4)
-
-    def action_copy_reply(self) -> None:
-        if not self._last_reply:
-            self.notify("There is no reply to copy yet.", severity="warning")
-            return
-        copy_text(self, self._last_reply, "the last reply")
-
-    def action_preset(self, name: str) -> None:
-        self.query_one(SamplingPanel).apply_preset(name)
-
-    # ------------------------------------------------------------------ view helpers
-    def _mount_message(self, widget: ChatMessage) -> None:
-        self.query_one(ConversationView).add(widget)
-
-    def _notice(self, text: str, *, warning: bool = False) -> None:
-        self.query_one(ConversationView).notice(text, warning=warning)
-
-    def _clear_view(self) -> None:
-        self.query_one(ConversationView).clear(keep=self._reply)
-
-    def _set_status(self, **parts: str) -> None:
-        self._status.update(parts)
-        order = ("model", "template", "speed", "context", "dropped", "seed")
-        self.query_one("#chat-status", Static).update(" · ".join(self._status[k] for k in order if self._status.get(k)))

@@ -11,15 +11,24 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar, Select, Static
 from textual.worker import Worker
 
 from nanogpt_tui.messages import (
-    EvaluationCompleted, EvaluationProgressed, EvaluationStopped, ModelLoaded, SamplesCompleted, SampleStreamed,
+    EvaluationCompleted,
+    EvaluationProgressed,
+    EvaluationStopped,
+    ModelLoaded,
+    SamplesCompleted,
+    SampleStreamed,
 )
 from nanogpt_tui.model_service import (
-    CheckpointEntry, EvaluationCancelled, LoadedModel, SamplingValues, sampling_params,
+    CheckpointEntry,
+    EvaluationCancelled,
+    LoadedModel,
+    SamplingValues,
+    sampling_params,
 )
 from nanogpt_tui.screens.base import AppScreen
 from nanogpt_tui.widgets import format as fmt
@@ -176,9 +185,11 @@ class EvaluateScreen(AppScreen[None]):
         if model is None:
             model = self.engine.load_model(entry)
             self.post_message(ModelLoaded(model))
+        def progress(fraction: float) -> None:
+            self.post_message(EvaluationProgressed(fraction))
+
         try:
-            report = self.engine.evaluate(model, data, max_tokens,
-                                          lambda fraction: self.post_message(EvaluationProgressed(fraction)), cancel)
+            report = self.engine.evaluate(model, data, max_tokens, progress, cancel)
         except EvaluationCancelled:
             self.post_message(EvaluationStopped())
             return

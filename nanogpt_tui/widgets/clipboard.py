@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 
-from textual.dom import DOMNode
+from textual.widget import Widget
 
 # (command, environment variable that must be set for it to reach the user's clipboard)
 CLIPBOARD_TOOLS: tuple[tuple[tuple[str, ...], str | None], ...] = (
@@ -33,7 +33,7 @@ def _run_tool(command: list[str], text: str) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def copy_text(node: DOMNode, text: str, what: str) -> None:
+def copy_text(node: Widget, text: str, what: str) -> None:
     """Copy `text` and tell the user; a failing local tool shows up through the node's worker errors."""
     node.app.copy_to_clipboard(text)
     command = system_clipboard_command()

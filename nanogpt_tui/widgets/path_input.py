@@ -38,7 +38,7 @@ class PathSuggester(Suggester):
             return None
         if not names:
             return None
-        return value[: len(value) - len(prefix)] + sorted(names)[0]
+        return value[: len(value) - len(prefix)] + min(names)
 
 
 class PathInput(Input):

@@ -201,7 +201,7 @@ async def test_quitting_stops_a_running_reply(scripted) -> None:
     engine, path = scripted
     app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_chat(pilot, path)
+        await open_chat(pilot, path)
         await send(pilot, "hello")
         await wait_for(pilot, lambda: engine.generator.cancel_seen is not None, what="generation to start")
         cancel = engine.generator.cancel_seen

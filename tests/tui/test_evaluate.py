@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from textual.widgets import DataTable, Input, Select, Static
 
 from nanogpt_tui.app import NanoGPTApp
