@@ -95,8 +95,7 @@ def write_run(runs: Path, name: str, state: str, pid: int | None, steps: int, cr
                                                      "ended_at": None if state == "running" else created_at + 60,
                                                      "step": steps, "total_steps": 100_000}))
     with open(run_dir / "metrics.jsonl", "w") as handle:
-        for step in range(1, steps + 1):
-            handle.write(metric_line(step) + "\n")
+        handle.writelines(metric_line(step) + "\n" for step in range(1, steps + 1))
     (run_dir / "train.log").write_text("".join(f"step {s}\n" for s in range(1, steps + 1)))
     return run_dir
 

@@ -18,8 +18,20 @@ from nanogpt_tui.app import error_text
 from nanogpt_tui.screens.base import AppScreen
 from nanogpt_tui.screens.multinode import MultiNodeScreen
 from nanogpt_tui.screens.run_form import (
-    DATA_PATH, FIELDS, GENERAL, NAME, NNODES, NODE_RANK, NPROC, RDZV, SOURCES, FormCheck, LaunchPlan, check_form,
-    config_value, summary,
+    DATA_PATH,
+    FIELDS,
+    GENERAL,
+    NAME,
+    NNODES,
+    NODE_RANK,
+    NPROC,
+    RDZV,
+    SOURCES,
+    FormCheck,
+    LaunchPlan,
+    check_form,
+    config_value,
+    summary,
 )
 
 DEVICES = (("auto (GPU when present)", "auto"), ("cpu", "cpu"), ("cuda", "cuda"))

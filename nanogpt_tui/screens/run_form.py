@@ -11,9 +11,15 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import SECTIONS, Hyperparameters, apply_overrides
+from engine.config import SECTIONS, Hyperparameters, align_vocab, apply_overrides
 from engine.errors import ConfigError, EngineError
-from engine.estimate import Estimate, MemoryPerRank, estimate, memory_per_rank, training_seconds
+from engine.estimate import (
+    Estimate,
+    MemoryPerRank,
+    estimate,
+    memory_per_rank,
+    training_seconds,
+)
 from engine.paths import validate_name
 from nanogpt_tui.widgets import format as fmt
 
@@ -21,8 +27,6 @@ from nanogpt_tui.widgets import format as fmt
 NAME, DATA_PATH, NPROC, NNODES, NODE_RANK, RDZV = "name", "data.path", "nproc", "nnodes", "node_rank", "rdzv_endpoint"
 GENERAL = ""  # errors that belong to no single field
 SOURCES = (("Shakespeare (built in)", "shakespeare"), ("Text file or folder", "text"), ("FineWeb shards", "shards"))
-# GPT-2 BPE, which FineWeb shards are tokenised with
-GPT2_VOCAB, GPT2_BOS = 50257, 50256
 # the source name apply_overrides puts in front of its messages
 OVERRIDE_SOURCE = "--set"
 _KEY_IN_MESSAGE = re.compile(r"\b([a-z]+\.[a-z_]+):")
@@ -141,16 +145,16 @@ def _data_overrides(source: str, values: dict[str, str], errors: dict[str, str])
         elif path.is_dir() and not any(path.rglob("*.txt")):
             errors[DATA_PATH] = "the folder has no .txt files"
         return [f"data.corpus={json.dumps(str(path))}"]
-    overrides = ['data.corpus="shards"', 'data.tokenizer="gpt2"', f"model.vocab_size={GPT2_VOCAB}", f"model.bos_id={GPT2_BOS}"]
+    overrides = ['data.corpus="shards"']
     for key in ("data.train_files", "data.val_files"):
         pattern = os.path.abspath(os.path.expanduser(values.get(key, "")))
         if not shard_files(pattern):
-            errors[key] = "no .bin shards match (download FineWeb shards first)"
+            errors[key] = "no .bin shards match (`nanogpt-tui data fineweb` downloads FineWeb's)"
         overrides.append(f"{key}={json.dumps(pattern)}")
     return overrides
 
 
-def _plan(values: dict[str, str], existing: set[str], device_count: int | None, errors: dict[str, str]) -> LaunchPlan:
+def _plan(values: dict[str, str], existing: Collection[str], device_count: int | None, errors: dict[str, str]) -> LaunchPlan:
     name = values.get(NAME, "").strip() or None
     if name is not None:
         try:
@@ -192,7 +196,8 @@ def check_form(base: Hyperparameters, source: str, device: str, values: dict[str
     if errors:
         return FormCheck(errors)
     try:
-        hp = apply_overrides(base, overrides)
+        # the model's vocabulary follows the tokenizer, as RunManager.create makes it
+        hp = align_vocab(apply_overrides(base, overrides))
         ranks = plan.nproc * plan.nnodes
         est, memory = estimate(hp, ranks), memory_per_rank(hp, ranks)
     except ConfigError as err:

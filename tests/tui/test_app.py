@@ -44,7 +44,7 @@ async def test_screens_by_key(make_app) -> None:
 
 async def test_screen_not_in_this_version_says_so(make_app) -> None:
     app = make_app()
-    async with app.run_test() as pilot:
+    async with app.run_test():
         await app.push_screen(ComingScreen("Chat", "chat with a checkpoint"))
         text = str(app.screen.query_one(".coming").render())
         assert "Chat" in text and "not available in this version" in text and "chat with a checkpoint" in text

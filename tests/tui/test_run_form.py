@@ -6,7 +6,17 @@ from pathlib import Path
 
 from engine.config import preset
 from nanogpt_tui.screens.run_form import (
-    DATA_PATH, FIELDS, GENERAL, NAME, NNODES, NODE_RANK, NPROC, RDZV, check_form, config_value, summary,
+    DATA_PATH,
+    FIELDS,
+    GENERAL,
+    NAME,
+    NNODES,
+    NODE_RANK,
+    NPROC,
+    RDZV,
+    check_form,
+    config_value,
+    summary,
 )
 
 
@@ -84,7 +94,17 @@ def test_shards_need_files(tmp_path: Path) -> None:
     (tmp_path / "val_000.bin").write_bytes(b"")
     result = check("shards", data__train_files=str(tmp_path / "train_*.bin"), data__val_files=str(tmp_path / "val_*.bin"))
     assert result.errors == {} and result.hp is not None
-    assert result.hp.data.tokenizer == "gpt2" and result.hp.model.vocab_size == 50257
+    assert result.hp.data.corpus == "shards" and result.hp.data.train_files == str(tmp_path / "train_*.bin")
+
+
+def test_vocabulary_follows_the_tokenizer() -> None:
+    hp = preset("speedrun-124m")
+    form = values(**{key.replace(".", "__"): config_value(hp, key) for key in ("model.model_dim", "model.num_layers",
+                     "model.num_heads", "model.head_dim", "model.window_pattern", "model.no_attention_layers",
+                     "model.num_value_embeds")})
+    result = check_form(hp, "shakespeare", "cpu", form)
+    assert result.hp is not None and result.hp.model.vocab_size == 50257, "GPT-2 tokens need the GPT-2 vocabulary"
+    assert result.estimate is not None and result.estimate.num_params == 275_598_388
 
 
 def test_cross_field_errors_land_on_the_named_field() -> None:
