@@ -85,7 +85,9 @@ def sample_replies(run_dir: Path) -> list[tuple[str, str]]:
     from engine.finetune import greedy_reply
     from engine.importer import load_model
 
-    loaded = load_model(latest_checkpoint(run_dir / "checkpoints").path)
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    assert checkpoint is not None, f"the fine-tune in {run_dir} saved no checkpoint"
+    loaded = load_model(checkpoint.path)
     tokenizer = tokenizer_from_payload(loaded.tokenizer_payload)
     template = default_template(tokenizer)
     return [(prompt, greedy_reply(loaded.model, tokenizer, [{"role": "user", "content": prompt}], template,

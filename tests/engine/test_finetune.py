@@ -233,3 +233,19 @@ def test_sigterm_saves_and_resume_finishes(parent_checkpoint: Path, tmp_path: Pa
     assert final.state == "finished", log.read_text()
     steps = [e["step"] for e in read_metrics(info.path / "metrics.jsonl") if e["kind"] == "train"]
     assert steps == sorted(steps) and steps[-1] > stopped.step, "the resumed run did not continue past the stop"
+
+
+@pytest.mark.slow
+def test_two_process_gloo_finetune(parent_checkpoint: Path, tmp_path: Path) -> None:
+    from engine.finetune import finetune_hyperparameters, read_parent
+
+    data = _write_conversations(tmp_path / "chat.json", CONVERSATIONS * 3)
+    hp = finetune_hyperparameters(read_parent(parent_checkpoint), str(data),
+                                  ["run.device='cpu'", "train.batch_size=4", "finetune.epochs=2", "run.val_every=2"])
+    manager = RunManager()
+    info = manager.create_and_launch(hp, "ddp", kind="finetune", nproc=2, parent=str(parent_checkpoint))
+    final = manager.wait("ddp", timeout=240)
+    assert final.state == "finished", (info.path / "train.log").read_text()
+    events = read_metrics(info.path / "metrics.jsonl")
+    assert [e["step"] for e in events if e["kind"] == "train"] == list(range(1, final.step + 1))
+    assert "2 process(es)" in json.dumps(events)
