@@ -195,6 +195,12 @@ class Generator:
         return cls(model, tokenizer, device=target, dtype=dtype, use_cache=use_cache,
                    max_context=max_context if max_context is not None else loaded.context_length)
 
+    def reset(self) -> None:
+        """Forget the cached prefix, so the next generation prefills its whole prompt."""
+        self._cached_tokens = []
+        if self._cache is not None:
+            self._cache.reset()
+
     def encode_prompt(self, text: str) -> list[int]:
         """BOS followed by the text's tokens: a prompt that starts a document, as in training."""
         return [self.tokenizer.bos_id, *self.tokenizer.encode(text)]
