@@ -161,7 +161,11 @@ class TextStream:
 
 
 class Generator:
-    """A model and its tokenizer on one device, ready to stream completions. One generation at a time."""
+    """A model and its tokenizer on one device, ready to stream completions.
+
+    One generation runs at a time: starting one (from any thread) supersedes a generation still
+    streaming, which then ends with finish_reason "cancelled" before its next forward pass.
+    """
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, *, device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None, max_context: int = 1024, use_cache: bool = True) -> None:
@@ -178,6 +182,8 @@ class Generator:
         self.vocab_size = min(tokenizer.vocab_size, self.config.vocab_size)
         self._cache: KVCache | None = None
         self._cached_tokens: list[int] = []  # what the single-row cache holds, for prefix reuse
+        self._lock = threading.Lock()  # one forward pass at a time on the shared cache
+        self._current: object | None = None  # the generation allowed to use the cache
 
     @classmethod
     def from_checkpoint(cls, loaded: Any, *, device: str = "auto", tokenizer: Any = None,
@@ -197,9 +203,10 @@ class Generator:
 
     def reset(self) -> None:
         """Forget the cached prefix, so the next generation prefills its whole prompt."""
-        self._cached_tokens = []
-        if self._cache is not None:
-            self._cache.reset()
+        with self._lock:
+            self._cached_tokens = []
+            if self._cache is not None:
+                self._cache.reset()
 
     def encode_prompt(self, text: str) -> list[int]:
         """BOS followed by the text's tokens: a prompt that starts a document, as in training."""
@@ -245,7 +252,10 @@ class Generator:
                                   dtype=torch.int64, device=self.device)
             position = min(lengths)  # tokens of each sequence consumed so far
             context = padded[:, :position]  # (B, position)
-            logits = self._prefill(context)
+            ticket = object()
+            with self._lock:
+                self._current = ticket
+                logits = self._prefill(context)
             produced = [0] * len(rows)
             while True:
                 next_ids = sample_next(logits, params, generator, context)  # (B,)
@@ -277,7 +287,13 @@ class Generator:
                     next_ids = torch.where(reading, padded[:, position], next_ids)
                 # finished rows keep decoding a BOS (a new empty document) so the batch stays rectangular
                 next_ids[[row for row in range(len(rows)) if row not in active]] = self.tokenizer.bos_id
-                context, logits = self._step(context, next_ids)
+                with self._lock:
+                    superseded = self._current is not ticket
+                    if not superseded:
+                        context, logits = self._step(context, next_ids)
+                if superseded:
+                    yield from self._finish_all(streams, active, CANCELLED)
+                    return
                 position += 1
 
     @staticmethod
@@ -301,6 +317,7 @@ class Generator:
         tokens = context[0].tolist() if context.size(0) == 1 else []
         shared = _common_prefix(self._cached_tokens, tokens, limit=len(tokens) - 1)
         cache.crop(shared)
+        self._cached_tokens = tokens[:shared]  # stays true if the forward pass below fails
         logits = self.model.forward_cached(context[:, shared:], cache)[:, -1, :self.vocab_size]
         self._cached_tokens = tokens
         return logits

@@ -7,6 +7,9 @@ import sys
 
 from nanogpt_tui.commands.generate import add_checkpoint_arguments, add_sampling_arguments, load_generator, sampling_params
 
+# tokens per evaluation forward pass by default: fast on CPU without large attention matrices
+BATCH_TOKENS = 4096
+
 
 def _progress(fraction: float) -> None:
     if sys.stderr.isatty():
@@ -28,7 +31,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seq_len = args.seq_len or default_eval_seq_len(hp, generator.max_context)
         data_config = (hp or {}).get("data") or {}
         max_tokens = args.max_eval_tokens if args.max_eval_tokens is not None else int(data_config.get("val_tokens", 0))
-        report = evaluate_model(generator.model, generator.tokenizer, data, seq_len=seq_len, batch_size=args.batch_size,
+        batch_size = args.batch_size or max(1, BATCH_TOKENS // seq_len)
+        report = evaluate_model(generator.model, generator.tokenizer, data, seq_len=seq_len, batch_size=batch_size,
                                 max_tokens=max_tokens, device=generator.device, progress=_progress)
         rows += [("data", report.data), ("tokens", f"{report.tokens:,}"), ("bytes", f"{report.bytes:,}"),
                  ("row length", str(report.seq_len)), ("val loss", f"{report.loss:.4f}"),
@@ -51,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-eval-tokens", type=int, help="evaluate at most this many tokens (0 = all; "
                         "default: the run's data.val_tokens)")
     parser.add_argument("--seq-len", type=int, help="tokens per evaluated row (default: the run's val_seq_len, at most 2048)")
-    parser.add_argument("--batch-size", type=int, default=1, help="rows per forward pass (default 1)")
+    parser.add_argument("--batch-size", type=int, help=f"rows per forward pass (default: about {BATCH_TOKENS} tokens' worth)")
     parser.add_argument("--no-loss", action="store_true", help="only generate samples")
     parser.add_argument("--prompt", action="append", help="a prompt to sample from (repeatable; default: the run's sample prompt)")
     parser.add_argument("--samples", type=int, default=1, help="samples per prompt (default 1; 0 = none)")

@@ -179,6 +179,18 @@ def test_cancel_stops_within_one_token_and_keeps_the_partial_text(tokenizer: BPE
     assert "".join(texts) == tokenizer.decode(script[:3]), "the partial reply must be kept whole"
 
 
+def test_a_new_generation_supersedes_one_still_streaming(model: GPT, tokenizer: BPETokenizer) -> None:
+    generator = Generator(model, tokenizer, max_context=128)
+    prompt = generator.encode_prompt("hello")
+    first = generator.generate(prompt, GREEDY)
+    started = [next(first), next(first)]
+    assert all(c.finish_reason is None for c in started)
+    alone = token_ids(Generator(model, tokenizer, max_context=128), generator.encode_prompt("the fox"), GREEDY)
+    assert token_ids(generator, generator.encode_prompt("the fox"), GREEDY) == alone, "the new one runs normally"
+    rest = list(first)
+    assert len(rest) == 1 and rest[0].finish_reason == CANCELLED, "the superseded one ends at its next step"
+
+
 def test_utf8_character_split_across_tokens_streams_whole(tokenizer: BPETokenizer) -> None:
     emoji_ids = tokenizer.encode("🙂é")
     assert len(emoji_ids) >= 4, "the tiny BPE must split the emoji into byte tokens for this test"
