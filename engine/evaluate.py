@@ -49,10 +49,12 @@ def evaluate_tokens(
     ctx: DistContext | None = None,
     device: torch.device | str = "cpu",
     progress: Callable[[float], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> LossResult:
     """Summed loss over `tokens` (1-D) cut into rows of seq_len; rows are split across ranks.
 
     token_bytes: (V,) byte length per token id. Targets that are special tokens count 0 bytes.
+    A set `cancel` (single process only) stops early: the result covers the rows done so far.
     """
     usable = tokens.numel() - 1
     if max_tokens:
@@ -68,6 +70,8 @@ def evaluate_tokens(
     model.eval()
     my_rows = list(range(rank, num_rows, world))
     for start in range(0, len(my_rows), batch_size):
+        if cancel is not None and cancel.is_set():
+            break
         rows = my_rows[start:start + batch_size]
         inputs = torch.stack([tokens[r * seq_len:(r + 1) * seq_len] for r in rows]).to(device, torch.int64)
         targets = torch.stack([tokens[r * seq_len + 1:(r + 1) * seq_len + 1] for r in rows]).to(device, torch.int64)
@@ -106,6 +110,7 @@ class EvalReport:
     seq_len: int
     data: str
     seconds: float
+    cancelled: bool = False  # stopped early: the figures cover the part evaluated
 
 
 @dataclass(frozen=True)
@@ -174,7 +179,8 @@ def eval_data(spec: str | None, tokenizer, hyperparameters: dict[str, Any] | Non
 
 def evaluate_model(model: torch.nn.Module, tokenizer, data: EvalData, *, seq_len: int, batch_size: int = 1,
                    max_tokens: int = 0, device: torch.device | str = "cpu",
-                   progress: Callable[[float], None] | None = None) -> EvalReport:
+                   progress: Callable[[float], None] | None = None,
+                   cancel: threading.Event | None = None) -> EvalReport:
     """Val loss and bits per byte of `model` on `data`; progress gets the fraction done (0..1)."""
     from engine.data.prepare import token_byte_lengths
 
@@ -188,9 +194,9 @@ def evaluate_model(model: torch.nn.Module, tokenizer, data: EvalData, *, seq_len
                                dtype=torch.float64)
     started = time.perf_counter()
     result = evaluate_tokens(model, data.tokens, seq_len, token_bytes, batch_size=batch_size,
-                             max_tokens=max_tokens, device=device, progress=progress)
+                             max_tokens=max_tokens, device=device, progress=progress, cancel=cancel)
     return EvalReport(result.loss, result.bpb, result.tokens, result.bytes, min(seq_len, data.tokens.numel() - 1),
-                      data.description, time.perf_counter() - started)
+                      data.description, time.perf_counter() - started, cancelled=cancel is not None and cancel.is_set())
 
 
 def default_eval_seq_len(hyperparameters: dict[str, Any] | None, context_length: int) -> int:

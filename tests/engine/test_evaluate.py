@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,13 @@ def test_evaluate_model_reports_progress(tokenizer: BPETokenizer, tmp_path: Path
     expected_bpb = report.loss * report.tokens / (math.log(2) * report.bytes)
     assert report.bpb == pytest.approx(expected_bpb)
     assert model.training is False
+    cancel = threading.Event()
+
+    def cancel_after_first(fraction: float) -> None:
+        cancel.set()
+
+    partial = evaluate_model(model, tokenizer, data, seq_len=32, batch_size=2, progress=cancel_after_first, cancel=cancel)
+    assert partial.cancelled and partial.tokens == 2 * 32 < report.tokens and not report.cancelled
     assert default_eval_seq_len({"train": {"val_seq_len": 256}}, 4096) == 256
     assert default_eval_seq_len(None, 1 << 20) == 2048, "CPU evaluation rows are capped"
 
