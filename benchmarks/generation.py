@@ -24,9 +24,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.config import DEFAULT_PRESET, align_vocab, preset  # noqa: E402
-from engine.generate import Generator, SamplingParams, auto_device, auto_dtype  # noqa: E402
-from engine.model import GPT  # noqa: E402
+from engine.config import DEFAULT_PRESET, align_vocab, preset
+from engine.generate import Generator, SamplingParams, auto_device, auto_dtype
+from engine.model import GPT
 
 
 class ByteTokenizer:

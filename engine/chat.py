@@ -19,8 +19,7 @@ COMMANDS = {"quit": "quit", "exit": "quit", "clear": "clear", "new": "new"}
 
 def parse_command(line: str) -> str | None:
     """"quit", "clear" or "new" when the line is one of the chat commands (optionally with a leading /)."""
-    word = line.strip().lower()
-    return COMMANDS.get(word[1:] if word.startswith("/") else word)
+    return COMMANDS.get(line.strip().lower().removeprefix("/"))
 
 
 @dataclass(frozen=True, slots=True)

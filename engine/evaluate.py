@@ -13,13 +13,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from engine.distributed import DistContext, all_reduce_sum
 from engine.errors import DataError
+
+if TYPE_CHECKING:
+    from engine.model import GPT
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,7 @@ def eval_data(spec: str | None, tokenizer, hyperparameters: dict[str, Any] | Non
                     hint="give a text file, a folder, .bin shards (a glob is fine) or 'shakespeare'")
 
 
-def evaluate_model(model: torch.nn.Module, tokenizer, data: EvalData, *, seq_len: int, batch_size: int = 1,
+def evaluate_model(model: GPT, tokenizer: Any, data: EvalData, *, seq_len: int, batch_size: int = 1,
                    max_tokens: int = 0, device: torch.device | str = "cpu",
                    progress: Callable[[float], None] | None = None,
                    cancel: threading.Event | None = None) -> EvalReport:
@@ -186,7 +189,7 @@ def evaluate_model(model: torch.nn.Module, tokenizer, data: EvalData, *, seq_len
 
     if data.tokens.numel() < 2:
         raise DataError(f"{data.description} has fewer than 2 tokens: nothing to evaluate")
-    vocab = getattr(model, "config").vocab_size
+    vocab = model.config.vocab_size
     if int(data.tokens.max()) >= vocab:
         raise DataError(f"{data.description} has token ids up to {int(data.tokens.max())}, "
                         f"beyond the model's vocabulary of {vocab}", hint="it was tokenised for another model")
@@ -202,7 +205,8 @@ def evaluate_model(model: torch.nn.Module, tokenizer, data: EvalData, *, seq_len
 def default_eval_seq_len(hyperparameters: dict[str, Any] | None, context_length: int) -> int:
     """The run's validation row length when known, else the generation context; capped for CPU memory."""
     train = (hyperparameters or {}).get("train") or {}
-    seq_len = train.get("val_seq_len") if isinstance(train.get("val_seq_len"), int) else context_length
+    val_seq_len = train.get("val_seq_len")
+    seq_len = val_seq_len if isinstance(val_seq_len, int) else context_length
     return max(2, min(seq_len, MAX_EVAL_SEQ_LEN))
 
 

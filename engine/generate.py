@@ -12,13 +12,16 @@ import codecs
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from engine.errors import ConfigError, DeviceError
 from engine.kv_cache import KVCache
+
+if TYPE_CHECKING:
+    from engine.model import GPT
 
 # finish reasons of the last chunk of a sample
 STOP_TOKEN, STOP_STRING, LENGTH, CANCELLED = "stop_token", "stop_string", "length", "cancelled"
@@ -167,7 +170,7 @@ class Generator:
     streaming, which then ends with finish_reason "cancelled" before its next forward pass.
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, device: torch.device | str | None = None,
+    def __init__(self, model: GPT, tokenizer: Any, *, device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None, max_context: int = 1024, use_cache: bool = True) -> None:
         """max_context: tokens the cache holds; a longer context slides (the newest part is re-prefilled)."""
         if max_context < 2:

@@ -122,11 +122,11 @@ def infer_model_config(state_dict: dict[str, Any], source: str = "checkpoint") -
         window_pattern=window_pattern_for(num_layers), bos_id=bos_id,
     )
     notes = [
-        f"inferred from the tensor shapes: {num_layers} layers, {config.num_heads} heads of {ORIGINAL_HEAD_DIM}, "
-        f"dim {model_dim}, vocabulary {vocab_size}, {num_value_embeds} value embedding(s), "
-        f"no attention in layer(s) {list(config.no_attention_layers) or 'none'}",
-        f"assumed: windows {config.window_pattern} (long {config.max_window_tokens} tokens, half for short), "
-        f"blocks of {config.attn_block_size}, the GPT-2 tokenizer",
+        (f"inferred from the tensor shapes: {num_layers} layers, {config.num_heads} heads of {ORIGINAL_HEAD_DIM}, "
+         f"dim {model_dim}, vocabulary {vocab_size}, {num_value_embeds} value embedding(s), "
+         f"no attention in layer(s) {list(config.no_attention_layers) or 'none'}"),
+        (f"assumed: windows {config.window_pattern} (long {config.max_window_tokens} tokens, half for short), "
+         f"blocks of {config.attn_block_size}, the GPT-2 tokenizer"),
     ]
     if vocab_size < GPT2_VOCAB_SIZE:
         notes.append(f"the vocabulary ({vocab_size}) is smaller than GPT-2's; document separator assumed at {bos_id}")

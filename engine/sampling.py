@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import torch
+
+if TYPE_CHECKING:
+    from engine.model import GPT
 
 MAX_SAMPLE_CONTEXT = 4096
 
@@ -19,7 +24,9 @@ def sample_text(model: torch.nn.Module, tokenizer, prompt: str, *, max_new_token
         dtype = next(model.parameters()).dtype
         # room for the whole sample (a prompt has no more tokens than characters); longer ones slide
         context = min(len(prompt) + max_new_tokens + 2, MAX_SAMPLE_CONTEXT)
-        generator = Generator(model, tokenizer, device=torch.device(device), dtype=dtype, max_context=context)
+        # the trainer's GPT (or a wrapper forwarding its attributes, as torch.compile's does)
+        gpt = cast("GPT", model)
+        generator = Generator(gpt, tokenizer, device=torch.device(device), dtype=dtype, max_context=context)
         params = SamplingParams(temperature=temperature, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed)
         return prompt + generator.complete(prompt, params)
     finally:

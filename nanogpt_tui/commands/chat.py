@@ -9,7 +9,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from nanogpt_tui.commands.generate import add_checkpoint_arguments, add_sampling_arguments, load_generator, sampling_params
+from nanogpt_tui.commands.generate import (
+    add_checkpoint_arguments,
+    add_sampling_arguments,
+    load_generator,
+    sampling_params,
+)
 
 BANNER = "commands: quit (or exit), clear (clear the screen), new (new conversation); also with a leading /\n" \
          "Ctrl-C stops the current reply; Ctrl-D or quit leaves."

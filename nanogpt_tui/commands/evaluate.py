@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nanogpt_tui.commands.generate import add_checkpoint_arguments, add_sampling_arguments, load_generator, sampling_params
+from nanogpt_tui.commands.generate import (
+    add_checkpoint_arguments,
+    add_sampling_arguments,
+    load_generator,
+    sampling_params,
+)
 
 # tokens per evaluation forward pass by default: fast on CPU without large attention matrices
 BATCH_TOKENS = 4096

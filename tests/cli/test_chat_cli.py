@@ -13,12 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from engine.data.tokenizer import BPETokenizer
+from engine.data.tokenizer import BPETokenizer, train_bpe
 from nanogpt_tui.cli import run_cli
 from nanogpt_tui.commands.chat import interrupt_sets
-from tests.cli.test_generate_cli import make_run, one_thread, tokenizer  # noqa: F401 (fixtures)
+from tests.cli.test_generate_cli import make_run
+from tests.engine.test_generate import TEXT, one_thread  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> BPETokenizer:
+    return train_bpe([TEXT], 300)
 
 
 def test_chat_session_with_commands(isolated_home: Path, tokenizer: BPETokenizer, capsys: pytest.CaptureFixture[str],

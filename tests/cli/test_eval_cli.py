@@ -6,10 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.data.tokenizer import BPETokenizer
+from engine.data.tokenizer import BPETokenizer, train_bpe
 from nanogpt_tui.cli import run_cli
-from tests.cli.test_generate_cli import make_run, one_thread, tokenizer  # noqa: F401 (fixtures)
-from tests.engine.test_generate import TEXT
+from tests.cli.test_generate_cli import make_run
+from tests.engine.test_generate import TEXT, one_thread  # noqa: F401 (fixture)
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> BPETokenizer:
+    return train_bpe([TEXT], 300)
 
 
 def _table(out: str) -> dict[str, str]:

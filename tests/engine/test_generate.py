@@ -159,7 +159,7 @@ def test_stop_token_and_length(tokenizer: BPETokenizer) -> None:
     generator, _ = scripted(tokenizer, tokenizer.encode("abcdefgh"))
     chunks = list(generator.generate([0], SamplingParams(temperature=0, max_new_tokens=3)))
     assert len(chunks) == 3 and chunks[-1].finish_reason == LENGTH
-    assert list(generator.generate([0], SamplingParams(max_new_tokens=0)))[0].finish_reason == LENGTH
+    assert next(generator.generate([0], SamplingParams(max_new_tokens=0))).finish_reason == LENGTH
 
 
 def test_cancel_stops_within_one_token_and_keeps_the_partial_text(tokenizer: BPETokenizer) -> None:
