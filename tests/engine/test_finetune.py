@@ -210,8 +210,9 @@ def test_finetune_from_an_original_modded_nanogpt_checkpoint(tmp_path: Path, mon
 def test_sigterm_saves_and_resume_finishes(parent_checkpoint: Path, tmp_path: Path) -> None:
     manager = RunManager()
     data = _write_conversations(tmp_path / "chat.json")
-    name = _finetune_run("sigterm", parent_checkpoint, data, "train.batch_size=2", "finetune.epochs=10",
-                         "run.val_every=0", "run.sample_tokens=0").name
+    # a 4 s training-time budget: long enough to stop it midway on any machine, short to finish after resume
+    name = _finetune_run("sigterm", parent_checkpoint, data, "train.batch_size=2", "finetune.epochs=10000",
+                         "train.time_budget_s=4", "run.val_every=0", "run.sample_tokens=0").name
     info = manager.launch(name)
     log = info.path / "train.log"
     deadline = time.monotonic() + 120
