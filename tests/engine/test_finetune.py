@@ -78,21 +78,30 @@ def _trainer(run_dir: Path, resume: bool = False, stop_after: int | None = None)
 
 @pytest.fixture(scope="module")
 def finetuned(parent_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
-    """One fine-tune (shared by two tests): 3 conversations, one per row, 38 steps at a high rate."""
+    """One fine-tune (shared by two tests) that memorises: 3 conversations, 25 steps of Muon + Adam.
+
+    AdamW at the rates that keep a real model intact needs many more steps to move the logits of a
+    dim-64 model this far, so the memorisation test uses the Muon option.
+    """
     folder = tmp_path_factory.mktemp("finetuned")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NANOGPT_TUI_HOME", str(folder / "home"))
         data = _write_conversations(folder / "chat.json", CONVERSATIONS[:4])
         run_dir = _finetune_run("ft", parent_checkpoint, data, "train.batch_size=2", "finetune.epochs=25",
-                                "finetune.lr=1e-2", "finetune.val_fraction=0.25", "run.val_every=10",
-                                "run.sample_tokens=12")
+                                "finetune.optimizer='muon'", "finetune.muon_scale=0.3", "finetune.val_fraction=0.25",
+                                "run.val_every=10", "run.sample_tokens=12")
         trainer = _trainer(run_dir)
         assert trainer.run() == "finished"
     return trainer, run_dir
 
 
-def test_assistant_loss_falls_and_the_run_directory_is_complete(finetuned, parent_checkpoint: Path) -> None:
-    trainer, run_dir = finetuned
+def test_assistant_loss_falls_and_the_run_directory_is_complete(parent_checkpoint: Path, tmp_path: Path) -> None:
+    data = _write_conversations(tmp_path / "chat.json", CONVERSATIONS[:4])
+    run_dir = _finetune_run("ft", parent_checkpoint, data, "train.batch_size=2", "finetune.epochs=25",
+                            "finetune.lr=1e-2", "finetune.val_fraction=0.25", "run.val_every=10", "run.sample_tokens=12")
+    trainer = _trainer(run_dir)
+    assert trainer.run() == "finished"
+    assert [type(opt).__name__ for opt in trainer.optimizers] == ["AdamW"], "AdamW on everything by default"
     events = read_metrics(run_dir / "metrics.jsonl")
     train = [e["loss"] for e in events if e["kind"] == "train"]
     val = [e["val_loss"] for e in events if e["kind"] == "val"]
@@ -122,7 +131,8 @@ def test_greedy_chat_reproduces_a_trained_answer(finetuned) -> None:
         session = ChatSession(generator, SamplingParams(temperature=0.0, max_new_tokens=24))
         finished = [e for e in session.send(question) if isinstance(e, ReplyFinished)]
         replies[question] = finished[0].text
-    assert any(replies[q] == a for q, a in trained), f"no trained answer came back: {replies}"
+    correct = [q for q, a in trained if replies[q] == a]
+    assert len(correct) >= 2, f"trained answers did not come back: {replies}"
 
 
 def test_resume_matches_an_uninterrupted_run(parent_checkpoint: Path, tmp_path: Path) -> None:
