@@ -10,6 +10,7 @@ from textual.message import Message
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from engine.config import Hyperparameters
     from engine.evaluate import EvalReport
     from engine.runs import RunInfo
     from nanogpt_tui.model_service import CheckpointEntry, LoadedModel
@@ -42,6 +43,14 @@ class RunStatusRead(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunStatusRead)
+
+
+@dataclass
+class RunConfigRead(Message):
+    """config.toml of the followed run was read; `error` says why not when `config` is None."""
+
+    config: Hyperparameters | None
+    error: str = ""
 
 
 @dataclass

@@ -11,8 +11,9 @@ from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.widgets import Footer, Header, ProgressBar, Sparkline, Static
 
+from engine.errors import ConfigError
 from engine.runs import RunInfo
-from nanogpt_tui.messages import GpuStatsRead, MetricsFollowed, RunStatusRead
+from nanogpt_tui.messages import GpuStatsRead, MetricsFollowed, RunConfigRead, RunStatusRead
 from nanogpt_tui.screens.base import AppScreen, keep_polling
 from nanogpt_tui.widgets import format as fmt
 from nanogpt_tui.widgets.gpu import format_gpu_stats, read_gpu_stats
@@ -47,6 +48,8 @@ class DashboardScreen(AppScreen[None]):
         self.run_name = name
         self._info: RunInfo | None = None
         self._snapshot: SeriesSnapshot | None = None
+        # the run stops after this many seconds (0 = no budget), which caps the ETA
+        self._time_budget_s = 0.0
         # what each Static shows, so a tick that changes nothing redraws nothing
         self._shown: dict[str, str] = {}
         # read by the follow worker: how many points per curve are worth sending
@@ -82,6 +85,10 @@ class DashboardScreen(AppScreen[None]):
     @work(thread=True, exclusive=True, group="follow", exit_on_error=False)
     def _follow(self) -> None:
         engine, name = self.engine, self.run_name
+        try:
+            self.post_message(RunConfigRead(engine.config(name)))
+        except ConfigError as err:
+            self.post_message(RunConfigRead(None, err.message))
         reader, series = engine.metrics_reader(name), RunSeries()
         tick = 0
         while True:
@@ -124,6 +131,15 @@ class DashboardScreen(AppScreen[None]):
             self._shown[selector] = text
             self.query_one(selector, Static).update(text, layout=layout)
 
+    @on(RunConfigRead)
+    def _config(self, event: RunConfigRead) -> None:
+        if event.config is None:
+            self.notify(f"The run's config cannot be read, so the ETA ignores any time budget: {event.error}",
+                        severity="warning")
+            return
+        self._time_budget_s = event.config.train.time_budget_s
+        self._show_progress()
+
     @on(RunStatusRead)
     def _status(self, event: RunStatusRead) -> None:
         self._info = info = event.info
@@ -156,7 +172,10 @@ class DashboardScreen(AppScreen[None]):
             bar.update(total=info.total_steps or None, progress=step)
         eta = "—"
         if info.state == "running" and snap is not None and snap.step_time_ms and info.total_steps:
-            eta = fmt.duration(max(0, info.total_steps - step) * snap.step_time_ms / 1000)
+            seconds = max(0, info.total_steps - step) * snap.step_time_ms / 1000
+            if self._time_budget_s and info.started_at is not None:
+                seconds = min(seconds, max(0.0, self._time_budget_s - (self.nanogpt.clock() - info.started_at)))
+            eta = fmt.duration(seconds)
         total = f"/{info.total_steps}" if info.total_steps else ""
         self._show("#eta", f"step {step}{total} · ETA {eta}")
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
+from engine.config import preset, save_toml
 from engine.runs import RunInfo, RunManager, update_status
 from nanogpt_tui.app import LocalEngine, NanoGPTApp
 from nanogpt_tui.settings import Settings
@@ -59,9 +60,10 @@ def write_run(root: Path, name: str, *, state: str = "finished", steps: int = 0,
               started_at: float | None = FIXED_NOW - 3000, ended_at: float | None = FIXED_NOW - 600,
               preset_name: str = "shakespeare-cpu", message: str = "", log: str = "",
               sample: str = "") -> Path:
-    """A run directory as the engine leaves it: run.json, status.json, metrics.jsonl, train.log."""
+    """A run directory as the engine leaves it: config.toml, run.json, status.json, metrics.jsonl, train.log."""
     run_dir = root / name
     run_dir.mkdir(parents=True)
+    save_toml(preset(preset_name), run_dir / "config.toml")
     (run_dir / "run.json").write_text(json.dumps({
         "name": name, "kind": "pretrain", "preset": preset_name, "created_at": created_at, "nproc": 1,
         "nnodes": 1, "command": [], "parent": None, "total_steps": total,

@@ -10,7 +10,7 @@ from textual.widgets import ProgressBar, Static
 from nanogpt_tui.screens.dashboard import DashboardScreen
 from nanogpt_tui.widgets.log_tail import LogTail
 from nanogpt_tui.widgets.loss_plot import LossPlot
-from tests.tui.conftest import train_line, val_line, wait_for, write_run
+from tests.tui.conftest import FIXED_NOW, train_line, val_line, wait_for, write_run
 
 
 def text_of(app, selector: str) -> str:
@@ -25,12 +25,13 @@ async def open_dashboard(app, pilot, name: str) -> DashboardScreen:
 
 
 async def test_picks_up_appended_lines(make_app, runs_root: Path) -> None:
-    run_dir = write_run(runs_root, "live", state="running", steps=10, total=100, pid=os.getpid(), ended_at=None)
+    run_dir = write_run(runs_root, "live", state="running", steps=10, total=100, pid=os.getpid(), ended_at=None,
+                        started_at=FIXED_NOW - 30)
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_dashboard(app, pilot, "live")
         await wait_for(pilot, lambda: "step 10/100" in text_of(app, "#eta"), what="step 10")
-        assert "ETA 18s" in text_of(app, "#eta"), "90 steps left at 200 ms"
+        assert "ETA 18s" in text_of(app, "#eta"), "90 steps left at 200 ms, well inside the 180 s budget"
         with open(run_dir / "metrics.jsonl", "a") as handle:
             handle.write("".join(train_line(step) + "\n" for step in range(11, 16)))
             handle.write(val_line(15) + "\n")
@@ -43,6 +44,15 @@ async def test_picks_up_appended_lines(make_app, runs_root: Path) -> None:
         with open(run_dir / "metrics.jsonl", "a") as handle:
             handle.write('ain", "loss": 2.0, "tokens": 1}\n')
         await wait_for(pilot, lambda: plot._curves["train"].steps[-1] == 16, what="the completed torn line")
+
+
+async def test_time_budget_caps_the_eta(make_app, runs_root: Path) -> None:
+    write_run(runs_root, "budget", state="running", steps=10, total=100, pid=os.getpid(), ended_at=None,
+              started_at=FIXED_NOW - 170)
+    app = make_app()
+    async with app.run_test() as pilot:
+        await open_dashboard(app, pilot, "budget")
+        await wait_for(pilot, lambda: "ETA 10s" in text_of(app, "#eta"), what="the 180 s budget's last 10 s")
 
 
 async def test_failed_run_shows_why(make_app, runs_root: Path) -> None:

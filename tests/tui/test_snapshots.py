@@ -18,7 +18,7 @@ LOG = "".join(f"step {step:4d}/600 loss {8.0 * 0.97**step + 1.5:.4f}\n" for step
 @pytest.fixture
 def runs(runs_root: Path, utc: None) -> Path:
     write_run(runs_root, "shakespeare-live", state="running", steps=60, total=600, val_every=20, pid=os.getpid(),
-              ended_at=None, sample="ROMEO:\nWhat light through yonder window breaks?", log=LOG)
+              started_at=FIXED_NOW - 60, ended_at=None, sample="ROMEO:\nWhat light through yonder window breaks?", log=LOG)
     write_run(runs_root, "shakespeare-done", state="finished", steps=100, total=100, val_every=25,
               created_at=FIXED_NOW - 7200, started_at=FIXED_NOW - 7100, ended_at=FIXED_NOW - 6500)
     write_run(runs_root, "tiny-stopped", state="stopped", steps=40, total=600, created_at=FIXED_NOW - 9000,
