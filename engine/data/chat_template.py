@@ -115,8 +115,8 @@ def stop_conditions(template: str, tokenizer: Any) -> tuple[list[int], list[str]
     """(stop token ids, stop strings) that end an assistant reply under `template`."""
     _check_template(template, tokenizer)
     if template == "special":
-        special = tokenizer.special_tokens
-        # the end of turn, or a model that skips it and opens the next turn or document
-        stop_ids = [special[ASSISTANT_END], special[USER_START], tokenizer.bos_id]
+        # the end of turn first; any other special token (a model that skips the end and opens the
+        # next turn or document, or emits padding) cannot belong to a reply either
+        stop_ids = [tokenizer.special_tokens[ASSISTANT_END], *tokenizer.special_tokens.values(), tokenizer.bos_id]
         return list(dict.fromkeys(stop_ids)), []
     return [tokenizer.bos_id], list(PLAIN_STOP_STRINGS)

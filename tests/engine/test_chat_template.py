@@ -83,7 +83,8 @@ def test_plain_text_and_mask(bpe: BPETokenizer, gpt2_like: GPT2Tokenizer) -> Non
 
 def test_stop_conditions(bpe: BPETokenizer, gpt2_like: GPT2Tokenizer) -> None:
     stop_ids, stop_strings = stop_conditions("special", bpe)
-    assert bpe.special_tokens["<|assistant_end|>"] in stop_ids and stop_strings == []
+    assert stop_ids[0] == bpe.special_tokens["<|assistant_end|>"] and stop_strings == []
+    assert set(stop_ids) == set(bpe.special_tokens.values()), "no special token can be part of a reply"
     stop_ids, stop_strings = stop_conditions("plain", gpt2_like)
     assert stop_ids == [gpt2_like.bos_id]
     assert "\nHuman:" in stop_strings and "Human:" in stop_strings
