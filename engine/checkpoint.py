@@ -162,15 +162,18 @@ def load_state_into(model: Any, state_dict: dict[str, Any], source: str) -> None
     model.load_state_dict(state_dict)
 
 
-def load_checkpoint(model: Any, checkpoint_path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
-    """Load weights from our format or an original `state_step*.pt` (the seed's signature)."""
-    data = read_checkpoint_file(Path(checkpoint_path), map_location=map_location)
-    if "model" not in data or not isinstance(data["model"], dict):
+def load_checkpoint(model: Any, checkpoint_path: str | Path, map_location: str = "cpu", *,
+                    trust_pickle: bool = False) -> dict[str, Any]:
+    """Load weights from our format, an original `state_step*.pt` (the seed's signature) or, with
+    trust_pickle, the seed's finetune.py output (`model_state_dict`)."""
+    data = read_checkpoint_file(Path(checkpoint_path), map_location=map_location, trust_pickle=trust_pickle)
+    weights = data.get("model", data.get("model_state_dict"))
+    if not isinstance(weights, dict):
         raise CheckpointError(
             f"{checkpoint_path} has no model weights (keys: {', '.join(map(str, list(data)[:6]))})",
             hint="expected a nanogpt-tui or modded-nanogpt checkpoint",
         )
-    load_state_into(model, data["model"], str(checkpoint_path))
+    load_state_into(model, weights, str(checkpoint_path))
     return data
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoint import load_state_into
+from engine.checkpoint import load_checkpoint, load_state_into
 from engine.config import ModelConfig, to_dict
 from engine.errors import CheckpointError, RunError
 from engine.importer import (
@@ -131,6 +131,10 @@ def test_seed_finetune_pickle_needs_trust(tmp_path: Path, monkeypatch: pytest.Mo
     loaded = load_model(path, trust_pickle=True)
     assert loaded.source_format == SEED_FINETUNE and any("trust-pickle" in n for n in loaded.notes)
     torch.testing.assert_close(logits_of(loaded.model), logits_of(model), rtol=0, atol=0)
+    direct = GPT(ORIGINAL_TINY, max_seq_len=64)
+    data = load_checkpoint(direct, path, trust_pickle=True)
+    assert data["hyperparameters"].vocab_size == 64, "the seed's settings load as a plain attribute holder"
+    torch.testing.assert_close(logits_of(direct.eval()), logits_of(model), rtol=0, atol=0)
 
 
 class _CreatesMarker:
