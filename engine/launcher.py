@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         except InterruptedError:
             continue
     status = read_json(run_dir / "status.json")
+    if status.get("pid") not in (None, os.getpid()):
+        return 0  # the run was launched again after our worker ended: its status is not ours to write
     if status.get("state") not in TERMINAL_STATES and (run_dir / STOP_REQUEST).exists():
         # a worker killed by the stop before it could save (torchrun's workers start unprotected)
         update_status(run_dir, state="stopped", exit_code=exit_code, ended_at=time.time(),
