@@ -20,7 +20,7 @@ from engine.errors import ConfigError, EngineError
 from nanogpt_tui.screens.coming import ComingScreen
 from nanogpt_tui.screens.help import HelpScreen
 from nanogpt_tui.screens.runs import RunsScreen
-from nanogpt_tui.settings import Settings, load_settings, save_settings
+from nanogpt_tui.settings import Settings, load_settings, save_settings, settings_path
 
 if TYPE_CHECKING:
     from engine.config import Hyperparameters
@@ -191,6 +191,10 @@ class NanoGPTApp(App[None]):
         self.settings = settings
         save_settings(settings)
 
+    def set_default_preset(self, name: str) -> None:
+        self.update_settings(dataclasses.replace(self.settings, default_preset=name))
+        self.notify(f"New runs start from the {name} preset.")
+
     def show_error(self, error: BaseException, title: str = "Error") -> None:
         self.notify(error_text(error), title=title, severity="error", timeout=8)
 
@@ -199,7 +203,7 @@ class NanoGPTApp(App[None]):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.key_sections()))
+            self.push_screen(HelpScreen(self.key_sections(), settings_path()))
 
     def key_sections(self) -> list[tuple[str, list[Binding]]]:
         """Every key of the app and of each screen class, for the help screen."""
@@ -219,6 +223,9 @@ class NanoGPTApp(App[None]):
             yield SystemCommand(f"Go to {mode.title()}", f"Switch to the {mode} screen", partial(self.switch_mode, mode))
         yield SystemCommand("Help", "List every key", self.action_help)
         yield SystemCommand("Dark/light", "Toggle between the dark and the light theme", self.action_toggle_dark)
+        for name in self.engine.presets():
+            yield SystemCommand(f"Default preset: {name}", f"Preselect {name} in the new-run form (saved in settings)",
+                                partial(self.set_default_preset, name))
         for binding in _bindings(type(screen)):
             yield SystemCommand(binding.description, f"{binding.key_display or binding.key} on this screen",
                                 partial(screen.run_action, binding.action))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from rich.table import Table
@@ -19,9 +20,10 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,q,question_mark", "dismiss", "Close", key_display="esc"),
     ]
 
-    def __init__(self, sections: list[tuple[str, list[Binding]]]) -> None:
+    def __init__(self, sections: list[tuple[str, list[Binding]]], settings_file: Path) -> None:
         super().__init__()
         self._sections = sections
+        self._settings_file = settings_file
 
     def compose(self) -> ComposeResult:
         table = Table(box=None, show_header=False, padding=(0, 2))
@@ -38,3 +40,4 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="help"):
             yield Static("[b]Keys[/b]  (Escape closes)", classes="title")
             yield Static(table)
+            yield Static(f"Settings (data directory, default preset, theme): {self._settings_file}", markup=False)

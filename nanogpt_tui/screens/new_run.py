@@ -106,7 +106,7 @@ class NewRunScreen(AppScreen[RunInfo | None]):
     def on_mount(self) -> None:
         self._load_preset(self.query_one("#preset", Select).value)
         self._load_names()
-        self._detect("auto")
+        self._detect(str(self.query_one("#device", Select).value))
         self.query_one("#preset", Select).focus()
 
     @work(thread=True, exit_on_error=False)

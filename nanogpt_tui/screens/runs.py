@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -110,7 +111,10 @@ class RunsScreen(AppScreen[None]):
         self._shown = shown
         table = self.query_one("#runs", DataTable)
         selected = self._selected_name()
-        table.clear()
+        # explicit widths: DataTable's own sizing happens after a first render it keeps in its cache
+        table.clear(columns=True)
+        for index, label in enumerate(COLUMNS):
+            table.add_column(label, width=max(cell_len(str(cells[index])) for _, cells in [("", COLUMNS), *shown]))
         for name, cells in shown:
             table.add_row(*cells, key=name)
         names = [name for name, _ in shown]

@@ -74,6 +74,16 @@ async def test_palette_offers_screens_and_the_screen_actions(make_app) -> None:
         assert app.screen.__class__.__name__ == "NewRunScreen"
 
 
+async def test_default_preset_from_the_palette(make_app) -> None:
+    app = make_app()
+    async with app.run_test() as pilot:
+        command = next(c for c in app.get_system_commands(app.screen) if c.title == "Default preset: medium")
+        command.callback()
+        assert load_settings().default_preset == "medium"
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen.query_one("#preset").value == "medium", what="the preselected preset")
+
+
 async def test_theme_toggle_is_saved(make_app) -> None:
     app = make_app()
     async with app.run_test() as pilot:
