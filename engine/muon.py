@@ -77,8 +77,8 @@ class Muon(torch.optim.Optimizer):
         groups = [{"params": [p for p in param_list if p.numel() == size]} for size in sizes]
         super().__init__(groups, defaults)
 
-    def _orthogonalised_update(self, param: Tensor, group: dict) -> Tensor | None:
-        """Advance the momentum of `param` and return its orthogonalised update (param's shape and dtype)."""
+    def _momentum_direction(self, param: Tensor, group: dict) -> Tensor | None:
+        """Advance the momentum of `param` and return the (Nesterov) direction to orthogonalise."""
         grad = param.grad
         if grad is None:
             return None
@@ -88,7 +88,13 @@ class Muon(torch.optim.Optimizer):
         buf: Tensor = state["momentum_buffer"]
         buf.lerp_(grad, 1 - group["momentum"])
         # out-of-place so the caller's .grad is left as it was
-        direction = grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
+        return grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
+
+    def _orthogonalised_update(self, param: Tensor, group: dict) -> Tensor | None:
+        """Advance the momentum of `param` and return its orthogonalised update (param's shape and dtype)."""
+        direction = self._momentum_direction(param, group)
+        if direction is None:
+            return None
         return self.orthogonalize(direction, group["ns_steps"]).to(param.dtype)
 
     @staticmethod
@@ -130,9 +136,15 @@ class Muon(torch.optim.Optimizer):
             for param, row in zip(chunk, rows):
                 self._apply(param, row, group["lr"])
 
+        # every rank holds the averaged gradients, so every rank advances every momentum buffer
+        # (cheap, elementwise): rank 0's optimiser state is then complete, and a multi-process run
+        # resumes exactly. Only the expensive orthogonalisation is shared out.
+        directions = [self._momentum_direction(param, group) for param in params]
         for base in range(0, len(params), self.world_size):
             index = base + self.rank
-            update = self._orthogonalised_update(params[index], group) if index < len(params) else None
+            direction = directions[index] if index < len(params) else None
+            update = (self.orthogonalize(direction, group["ns_steps"]).to(params[index].dtype)
+                      if direction is not None else None)
             # a rank without a param (or without a grad) still joins the collective; zeros change nothing
             flat = update.flatten() if update is not None else torch.zeros_like(rows[self.rank])
             if pending is not None:

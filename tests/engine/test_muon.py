@@ -257,6 +257,7 @@ def sharded_case() -> tuple[list[Tensor], list[list[Tensor]]]:
 
 
 def run_muon(rank: int, world_size: int) -> list[Tensor]:
+    """Params after the steps, followed by their momentum buffers (complete on every rank)."""
     initial, grads = sharded_case()
     params = [nn.Parameter(p.clone()) for p in initial]
     optimizer = Muon(params, lr=0.05, momentum=0.95, rank=rank, world_size=world_size)
@@ -264,7 +265,7 @@ def run_muon(rank: int, world_size: int) -> list[Tensor]:
         for param, grad in zip(params, step_grads):
             param.grad = grad.clone()
         optimizer.step()
-    return [p.detach() for p in params]
+    return [p.detach() for p in params] + [optimizer.state[p]["momentum_buffer"] for p in params]
 
 
 _WORKER = """
@@ -298,6 +299,9 @@ def test_sharded_muon_over_two_gloo_ranks_equals_single_process(tmp_path: Path) 
     expected = run_muon(rank=0, world_size=1)
     for rank in range(2):
         gathered = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
-        for shape, want, got in zip(SHARD_SHAPES, expected, gathered):
+        # params, then momentum buffers: every rank keeps all of them, so rank 0's checkpoint resumes exactly
+        for index, (want, got) in enumerate(zip(expected, gathered, strict=True)):
+            what = "param" if index < len(SHARD_SHAPES) else "momentum of param"
+            shape = SHARD_SHAPES[index % len(SHARD_SHAPES)]
             torch.testing.assert_close(got, want, atol=1e-6, rtol=0,
-                                       msg=lambda m, s=shape, r=rank: f"rank {r}, param {s}: {m}")
+                                       msg=lambda m, w=what, s=shape, r=rank: f"rank {r}, {w} {s}: {m}")
