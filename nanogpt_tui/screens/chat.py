@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from engine.chat import ChatSession
 
 PRESETS = Binding.Group("Presets", compact=True)
+STREAM_FRAME_S = 1 / 15  # a streaming reply is redrawn at most this often
+UI_SHARE = 0.1  # ... and less often when drawing it would keep the UI thread busier than this
 
 
 class ChatScreen(ChatBase):
@@ -193,9 +195,26 @@ class ChatScreen(ChatBase):
 
     @on(ReplyStreamed)
     def _streamed(self, event: ReplyStreamed) -> None:
-        if self._reply is not None:
-            self._reply.set_text(event.text)
-            self._reply.set_footnote(f"{event.tokens} tokens…")
+        """Draw the reply so far: the first token at once, then at most one frame per `_frame_s`.
+
+        Drawing holds the interpreter lock, which the generation thread needs between its torch
+        calls: the frame interval grows so the UI thread stays below UI_SHARE of the time.
+        """
+        self._streamed_so_far = event
+        if self._redraw is None:
+            wait = self._drawn_at + self._frame_s - time.monotonic()
+            self._redraw = self.set_timer(wait, self._draw_stream) if wait > 0 else None
+            if wait <= 0:
+                self._draw_stream()
+
+    def _draw_stream(self) -> None:
+        now, busy = time.monotonic(), time.thread_time()
+        if self._drawn_at:
+            self._frame_s = max(STREAM_FRAME_S, (busy - self._busy_at) / UI_SHARE)
+        self._redraw, self._drawn_at, self._busy_at = None, now, busy
+        if self._reply is not None and self._streamed_so_far is not None:
+            self._reply.set_text(self._streamed_so_far.text)
+            self._reply.set_footnote(f"{self._streamed_so_far.tokens} tokens…")
 
     @on(TurnsDropped)
     def _turns_dropped(self, event: TurnsDropped) -> None:
@@ -218,6 +237,9 @@ class ChatScreen(ChatBase):
         self._finish_reply(f"{event.tokens} tokens · {speed}" + (f" · {reason}" if reason else ""))
 
     def _finish_reply(self, footnote: str) -> None:
+        if self._redraw is not None:
+            self._redraw.stop()
+        self._redraw, self._streamed_so_far, self._drawn_at, self._frame_s = None, None, 0.0, STREAM_FRAME_S
         if self._reply is not None:
             self._reply.remove_class("streaming")
             self._reply.set_footnote(footnote)

@@ -23,7 +23,10 @@ from nanogpt_tui.widgets.message import ChatMessage, ConversationView
 from nanogpt_tui.widgets.sampling import SamplingPanel
 
 if TYPE_CHECKING:
+    from textual.timer import Timer
+
     from engine.chat import ChatSession
+    from nanogpt_tui.messages import ReplyStreamed
     from nanogpt_tui.model_service import CheckpointEntry, LoadedModel
 
 # the seed's words, accepted bare too (a message that is just "quit" quits, as in the seed's chat.py)
@@ -81,6 +84,11 @@ class ChatBase(AppScreen[None]):
         self._loading: str | None = None
         self._cancel: threading.Event | None = None
         self._reply: ChatMessage | None = None  # the reply that is streaming
+        self._streamed_so_far: ReplyStreamed | None = None  # its latest text, drawn at most once a frame
+        self._redraw: Timer | None = None
+        self._drawn_at = 0.0  # monotonic time of the last frame (0 = none yet in this reply)
+        self._busy_at = 0.0  # the UI thread's CPU time then
+        self._frame_s = 0.05  # the current interval between frames
         self._system = ""
         # every turn said, also those dropped from the model's context or cleared from view (/save keeps them)
         self._transcript: list[dict[str, str]] = []

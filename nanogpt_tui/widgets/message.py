@@ -24,14 +24,21 @@ class ChatMessage(Static):
         self.role = role
         self.text = text
         self.border_title = ROLE_TITLES.get(role, role)
+        self._lines = -1  # wrapped lines last laid out; -1 = not known yet
 
     def on_mount(self) -> None:
         self.update(Text(self.text))
 
     def set_text(self, text: str) -> None:
-        if text != self.text:
-            self.text = text
-            self.update(Text(text))
+        """Show `text`; the screen is laid out again only when the message needs more (or fewer) lines."""
+        if text == self.text:
+            return
+        self.text = text
+        content = Text(text)
+        width = self.content_region.width
+        lines = len(content.wrap(self.app.console, width)) if width > 0 else -1
+        self.update(content, layout=lines != self._lines or lines < 0)
+        self._lines = lines
 
     def set_footnote(self, note: str) -> None:
         """A short line under the message's border (e.g. "stopped", "42 tokens · 31.0 tok/s")."""
