@@ -57,7 +57,7 @@ class ChatScreen(ChatBase):
                 yield ConversationView(id="conversation", can_focus=True)
                 yield Static("", id="chat-status")
                 yield PromptArea(id="prompt")
-            with VerticalScroll(id="chat-side"):
+            with VerticalScroll(id="chat-side", can_focus=False):
                 yield Static(NO_MODEL, id="chat-model")
                 yield SamplingPanel(id="sampling")
         yield Footer()

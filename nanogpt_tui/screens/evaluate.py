@@ -100,7 +100,7 @@ class EvaluateScreen(AppScreen[None]):
         results.add_column("", key="best")
         yield results
         with Horizontal(id="eval-samples-area"):
-            with VerticalScroll(id="eval-controls"):
+            with VerticalScroll(id="eval-controls", can_focus=False):
                 yield Input(placeholder="prompt for the samples", compact=True, id="eval-prompt")
                 yield Slider("Samples", 1, MAX_SAMPLES, 2, step=1, big_step=1, decimals=0, id="eval-count")
                 yield SamplingPanel(id="sampling")

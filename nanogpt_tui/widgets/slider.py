@@ -1,4 +1,4 @@
-"""A keyboard-first slider: ←/→ step, Shift+←/→ big step, Home/End, mouse click and drag, exact value typed in."""
+"""A keyboard-first slider: ←/→ step, Shift+←/→ big step, Home/End, mouse click and drag, Enter to type a value."""
 
 from __future__ import annotations
 
@@ -165,25 +165,15 @@ class Slider(Widget, can_focus=True):
     def action_to_bound(self, upper: bool) -> None:
         self.value = self.maximum if upper else self.minimum
 
-    def action_edit(self, first_character: str = "") -> None:
-        """Move focus into the value field; a typed first character replaces the value."""
+    def action_edit(self) -> None:
+        """Move focus into the value field, the old value selected so typing replaces it."""
         self._input.can_focus = True
-        # a typed first character starts the value; Enter selects the old one to overwrite
-        self._input.select_on_focus = not first_character
         self._input.focus()
-        if first_character:
-            self._input.value = first_character
-            self._input.cursor_position = len(first_character)
 
     def stop_editing(self) -> None:
         self._input.value = self.text
         self.focus()
         self._input.can_focus = False
-
-    def on_key(self, event: events.Key) -> None:
-        if self.has_focus and event.character is not None and (event.character.isdigit() or event.character in ".-"):
-            event.stop()
-            self.action_edit(event.character)
 
     def on_click(self, event: events.Click) -> None:
         if event.widget is self._input and not self.editing:

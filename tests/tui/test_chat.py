@@ -117,7 +117,7 @@ async def test_slider_values_reach_the_generator(scripted, gate: threading.Semap
         screen.query_one("#top-k", Slider).focus()
         await pilot.press(*["shift+left"] * 30)  # clamps at 0 = off
         screen.query_one("#max-tokens", Slider).focus()
-        await pilot.press("1", "0", "0", "enter")  # typed exactly
+        await pilot.press("enter", "1", "0", "0", "enter")  # typed exactly
         screen.query_one("#seed").value = "42"
         gate.release(len(SCRIPT))
         await send(pilot, "hello")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, Input, Static
 
+from engine.data.conversations import read_conversations
 from nanogpt_tui.app import NanoGPTApp
 from nanogpt_tui.screens.chat import ChatScreen
 from nanogpt_tui.screens.checkpoints import CheckpointsScreen
@@ -17,8 +19,9 @@ from nanogpt_tui.screens.evaluate import EvaluateScreen
 from nanogpt_tui.screens.finetune_form import FinetuneFormScreen, parse_settings
 from nanogpt_tui.screens.import_form import ImportFormScreen, path_problem
 from nanogpt_tui.settings import Settings
+from nanogpt_tui.widgets.slider import Slider
 from tests.tui.conftest import FIXED_NOW, FakeEngine, wait_for
-from tests.tui.model_fixtures import ScriptedEngine, ScriptedGenerator, save_tiny_checkpoint
+from tests.tui.model_fixtures import FixedEvalEngine, ScriptedEngine, ScriptedGenerator, save_tiny_checkpoint
 
 CONVERSATIONS = {"conversations": [
     {"messages": [{"role": "user", "content": f"Question {n}?"}, {"role": "assistant", "content": f"Answer {n}."}]}
@@ -199,3 +202,44 @@ def test_snapshot(snap_compare, make_app, checkpoints: dict[str, Path], utc: Non
                        what="the config pane")
 
     assert snap_compare(make_app(), terminal_size=(120, 40), run_before=details_shown)
+
+
+async def test_keyboard_only_tour(runs_root: Path, checkpoints: dict[str, Path], tmp_path: Path,
+                                  isolated_home: Path) -> None:
+    """The issue's "done when": pick, chat with the temperature moved, stop with Esc, save, compare two, no mouse."""
+    gate = threading.Semaphore(0)
+    engine = FixedEvalEngine(runs_root, ScriptedGenerator(["Good", " morrow", ",", " friend", "."], gate=gate))
+    app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await show_checkpoints(pilot, 4)
+        first = app.screen.selected()
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen._session is not None,
+                       what="the chat with the checkpoint")
+        chat = app.screen
+        await pilot.press(*"Hail!", "tab", "right", "right")
+        assert chat.query_one("#temperature", Slider).value == 0.9, "Tab leads from the prompt to the temperature"
+        await pilot.press("shift+tab")
+        await pilot.press("enter")
+        gate.release(2)
+        await wait_for(pilot, lambda: engine.generator.calls and chat.generating, what="the reply to start")
+        assert engine.generator.calls[-1][1].temperature == 0.9
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not chat.generating, what="Esc to stop the reply")
+        await pilot.press("ctrl+s")
+        saved = isolated_home / "data" / "conversations"
+        await wait_for(pilot, lambda: saved.is_dir() and any(saved.iterdir()), what="the saved conversation")
+        assert read_conversations(next(saved.iterdir())).ok
+        await pilot.press("escape", "2")
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen), what="back to the checkpoints")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, EvaluateScreen), what="the evaluate screen")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: app.screen.query_one("#eval-results", DataTable).row_count == 1, what="result 1")
+        await pilot.press("2", "down", "e")
+        await wait_for(pilot, lambda: isinstance(app.screen, EvaluateScreen), what="the evaluate screen again")
+        await pilot.press("ctrl+r")
+        table = app.screen.query_one("#eval-results", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, what="result 2")
+        labels = [str(table.get_row(key)[0]) for key in table.rows]
+        assert labels[0] == first.label and labels[1] != labels[0], labels

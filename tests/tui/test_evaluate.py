@@ -18,7 +18,13 @@ from nanogpt_tui.screens.evaluate import EvaluateScreen, SampleView
 from nanogpt_tui.settings import Settings
 from nanogpt_tui.widgets.slider import Slider
 from tests.tui.conftest import FIXED_NOW, FakeEngine, wait_for
-from tests.tui.model_fixtures import ScriptedEngine, ScriptedGenerator, entry_for, save_tiny_checkpoint
+from tests.tui.model_fixtures import (
+    FixedEvalEngine,
+    ScriptedEngine,
+    ScriptedGenerator,
+    entry_for,
+    save_tiny_checkpoint,
+)
 
 
 def results(screen: EvaluateScreen) -> list[list[str]]:
@@ -140,18 +146,6 @@ async def test_nothing_chosen_says_how_to_choose(make_app) -> None:
         app.notify = lambda message, **kw: shown.append(message)  # type: ignore[method-assign, assignment]
         await pilot.press("ctrl+r")
         assert shown == ["Choose a checkpoint first (ctrl+o)."]
-
-
-class FixedEvalEngine(ScriptedEngine):
-    """Evaluation with fixed figures, so the snapshot does not depend on timing."""
-
-    def evaluate(self, model: LoadedModel, data: str | None, max_tokens: int,
-                 progress: Callable[[float], None], cancel: threading.Event) -> object:
-        from engine.evaluate import EvalReport
-
-        progress(0.5)
-        loss = 4.0 + len(self.loaded) / 10
-        return EvalReport(loss, loss / 3, 12345, 45678, 64, "held-out 10% of shakespeare", 1.5)
 
 
 def test_snapshot(snap_compare, runs_root: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -61,12 +61,12 @@ async def test_typed_value_is_exact_and_clamped() -> None:
     async with app.run_test() as pilot:
         slider = app.query_one("#temperature", Slider)
         slider.focus()
-        await pilot.press("1", ".", "3", "7", "enter")
+        await pilot.press("enter", "1", ".", "3", "7", "enter")
         assert slider.value == 1.37, "a typed value is taken exactly, not snapped to the step"
         assert slider.has_focus, "Enter gives the focus back to the slider"
         await pilot.press("enter", "9", "enter")
         assert slider.value == 2.0, "a typed value beyond the maximum clamps"
-        await pilot.press("enter", "x", "escape")
+        await pilot.press("enter", "1", "escape")
         assert slider.value == 2.0 and slider.has_focus, "Escape leaves the field without a change"
         await pilot.press("enter", ".", ".", "enter")
         assert slider.value == 2.0, "text that is not a number changes nothing"
