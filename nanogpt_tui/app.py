@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.theme import Theme
 
 from engine.errors import ConfigError, EngineError
-from nanogpt_tui.screens.coming import ComingScreen
+from nanogpt_tui.model_service import LocalModels, ModelEngine
 from nanogpt_tui.screens.help import HelpScreen
 from nanogpt_tui.screens.runs import RunsScreen
 from nanogpt_tui.settings import Settings, load_settings, save_settings, settings_path
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 EXIT_AFTER_FIRST_FRAME_ENV = "NANOGPT_TUI_EXIT_AFTER_FIRST_FRAME"
 
 
-class Engine(Protocol):
+class Engine(ModelEngine, Protocol):
     """What the screens need from the engine; tests pass a fake or a RunManager over a temp dir."""
 
     def list_runs(self) -> list[RunInfo]: ...
@@ -52,7 +52,7 @@ class Engine(Protocol):
     def measure_throughput(self, device: str) -> float: ...
 
 
-class LocalEngine:
+class LocalEngine(LocalModels):
     """The real engine over a runs folder; its modules are imported on first use, after the first frame."""
 
     def __init__(self, root: Path) -> None:
@@ -154,9 +154,9 @@ class NanoGPTApp(App[None]):
     # one mode per top-level screen; a later screen plugs in by replacing its entry
     MODES: ClassVar[dict[str, str | Callable[[], Screen]]] = {
         "runs": RunsScreen,
-        "checkpoints": partial(ComingScreen, "Checkpoints", "browse, inspect, delete and import checkpoints"),
-        "evaluate": partial(ComingScreen, "Evaluate", "measure the validation loss and bits per byte of a checkpoint and show samples"),
-        "chat": partial(ComingScreen, "Chat", "chat with a checkpoint, with streaming replies and sampling sliders"),
+        "checkpoints": lazy_screen("nanogpt_tui.screens.checkpoints", "CheckpointsScreen"),
+        "evaluate": lazy_screen("nanogpt_tui.screens.evaluate", "EvaluateScreen"),
+        "chat": lazy_screen("nanogpt_tui.screens.chat", "ChatScreen"),
     }
     DEFAULT_MODE = "runs"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -207,13 +207,18 @@ class NanoGPTApp(App[None]):
 
     def key_sections(self) -> list[tuple[str, list[Binding]]]:
         """Every key of the app and of each screen class, for the help screen."""
+        from nanogpt_tui.screens.chat import ChatScreen
+        from nanogpt_tui.screens.checkpoints import CheckpointsScreen
         from nanogpt_tui.screens.compare import CompareScreen
         from nanogpt_tui.screens.dashboard import DashboardScreen
+        from nanogpt_tui.screens.evaluate import EvaluateScreen
+        from nanogpt_tui.screens.finetune_form import FinetuneFormScreen
         from nanogpt_tui.screens.log import LogScreen
         from nanogpt_tui.screens.new_run import NewRunScreen
 
         sections = [("Everywhere", _bindings(type(self)))]
-        for screen in (RunsScreen, NewRunScreen, DashboardScreen, CompareScreen, LogScreen):
+        for screen in (RunsScreen, NewRunScreen, DashboardScreen, CompareScreen, LogScreen, CheckpointsScreen,
+                       FinetuneFormScreen, EvaluateScreen, ChatScreen):
             sections.append((screen.HELP_TITLE, _bindings(screen)))
         return sections
 
