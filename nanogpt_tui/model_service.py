@@ -155,9 +155,11 @@ class LocalModels:
 
     def delete_checkpoint(self, entry: CheckpointEntry) -> None:
         """Remove the weights and the sidecar (sidecar first, so no listing ever shows a half-deleted one)."""
-        run_dir = entry.path.parent.parent
-        status = _read_json(run_dir / "status.json")
-        if status.get("state") == "running":
+        from engine.runs import pid_alive
+
+        status = _read_json(entry.path.parent.parent / "status.json")
+        pid = status.get("pid")
+        if status.get("state") == "running" and isinstance(pid, int) and pid_alive(pid):
             raise CheckpointError(f"run {entry.run} is running and may still resume from {entry.path.name}",
                                   hint="stop the run before deleting its checkpoints")
         try:

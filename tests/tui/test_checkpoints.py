@@ -20,7 +20,7 @@ from nanogpt_tui.screens.finetune_form import FinetuneFormScreen, parse_settings
 from nanogpt_tui.screens.import_form import ImportFormScreen, path_problem
 from nanogpt_tui.settings import Settings
 from nanogpt_tui.widgets.slider import Slider
-from tests.tui.conftest import FIXED_NOW, FakeEngine, wait_for
+from tests.tui.conftest import FIXED_NOW, FakeEngine, dead_pid, wait_for
 from tests.tui.model_fixtures import FixedEvalEngine, ScriptedEngine, ScriptedGenerator, save_tiny_checkpoint
 
 CONVERSATIONS = {"conversations": [
@@ -243,3 +243,19 @@ async def test_keyboard_only_tour(runs_root: Path, checkpoints: dict[str, Path],
         await wait_for(pilot, lambda: table.row_count == 2, what="result 2")
         labels = [str(table.get_row(key)[0]) for key in table.rows]
         assert labels[0] == first.label and labels[1] != labels[0], labels
+
+
+def test_a_running_run_keeps_its_checkpoints(engine: FakeEngine, checkpoints: dict[str, Path]) -> None:
+    import os
+
+    from engine.errors import CheckpointError
+    from engine.runs import update_status
+    from tests.tui.model_fixtures import entry_for
+
+    update_status(checkpoints["base20"].parent.parent, state="running", pid=os.getpid())
+    with pytest.raises(CheckpointError, match="is running"):
+        engine.delete_checkpoint(entry_for(checkpoints["base20"]))
+    assert checkpoints["base20"].exists()
+    update_status(checkpoints["base20"].parent.parent, state="running", pid=dead_pid())
+    engine.delete_checkpoint(entry_for(checkpoints["base20"]))
+    assert not checkpoints["base20"].exists(), "a run whose process is gone does not protect its checkpoints"
