@@ -59,8 +59,8 @@ class ImportFormScreen(ModalScreen[ImportResult | None]):
             with Horizontal(classes="field"):
                 yield Label("Run name", classes="field-label")
                 yield Input(placeholder="automatic (import-…)", compact=True, id="import-name")
-            yield Checkbox("Trust this file's pickled Python objects (only for the seed's finetune.py output; "
-                           "loading them can run code)", compact=True, id="import-trust")
+            yield Checkbox("Trust its pickled objects (only the seed's finetune.py output needs this; loading may "
+                           "run code)", compact=True, id="import-trust")
             yield Static("", id="import-status")
             with Horizontal(classes="buttons"):
                 yield Button("Import", variant="primary", id="import", disabled=True)

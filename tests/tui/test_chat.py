@@ -276,3 +276,17 @@ def test_snapshot(snap_compare, runs_root: Path, isolated_home: Path, monkeypatc
         screen.query_one("#temperature", Slider).focus()
 
     assert snap_compare(app, terminal_size=(120, 40), run_before=chatted)
+
+
+def test_save_conversation_needs_a_reply_and_leaves_out_empty_turns(engine: FakeEngine) -> None:
+    from engine.errors import DataError
+
+    with pytest.raises(DataError, match="no reply yet"):
+        engine.save_conversation([{"role": "user", "content": "hello"}], None)
+    path = engine.save_conversation([
+        {"role": "user", "content": "hello"}, {"role": "assistant", "content": ""},
+        {"role": "user", "content": "again?"}, {"role": "assistant", "content": "Aye."},
+    ], None)
+    assert path.parent == engine.root.parent / "conversations", "saved beside the runs, in the data folder"
+    report = read_conversations(path)
+    assert report.ok and [m["content"] for m in report.conversations[0].messages] == ["hello", "again?", "Aye."]

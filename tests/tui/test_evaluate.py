@@ -168,3 +168,16 @@ def test_snapshot(snap_compare, runs_root: Path, isolated_home: Path, monkeypatc
         screen._state("2 sample(s) done")  # the measured tok/s would change the picture on every run
 
     assert snap_compare(app, terminal_size=(120, 40), run_before=compared)
+
+
+def test_local_evaluation_stops_when_cancelled(runs_root: Path) -> None:
+    path = save_tiny_checkpoint(runs_root, "tiny")
+    engine = FakeEngine(runs_root)
+    model = engine.load_model(entry_for(path))
+    cancel = threading.Event()
+    seen: list[float] = []
+    report = engine.evaluate(model, None, 0, seen.append, cancel)
+    assert seen and seen[-1] == 1.0 and report.tokens > 0, "progress reaches 1 on a full evaluation"
+    cancel.set()
+    with pytest.raises(EvaluationCancelled):
+        engine.evaluate(model, None, 0, seen.append, cancel)
