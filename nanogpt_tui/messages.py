@@ -64,6 +64,13 @@ class MetricsFollowed(Message):
 
 
 @dataclass
+class RunWarned(Message):
+    """The run reported a problem it survived (e.g. a checkpoint that could not be written)."""
+
+    text: str
+
+
+@dataclass
 class LogLinesRead(Message):
     """Lines appended to a followed text file (every batch counts, so never merged)."""
 

@@ -13,7 +13,7 @@ from textual.widgets import Footer, Header, ProgressBar, Sparkline, Static
 
 from engine.errors import ConfigError
 from engine.runs import RunInfo
-from nanogpt_tui.messages import GpuStatsRead, MetricsFollowed, RunConfigRead, RunStatusRead
+from nanogpt_tui.messages import GpuStatsRead, MetricsFollowed, RunConfigRead, RunStatusRead, RunWarned
 from nanogpt_tui.screens.base import AppScreen, keep_polling
 from nanogpt_tui.widgets import format as fmt
 from nanogpt_tui.widgets.gpu import format_gpu_stats, read_gpu_stats
@@ -93,6 +93,9 @@ class DashboardScreen(AppScreen[None]):
         tick = 0
         while True:
             events = reader.read_new()
+            for event in events:
+                if event["kind"] == "status" and event.get("state") == "running" and "failed" in str(event.get("message")):
+                    self.post_message(RunWarned(f"step {event['step']}: {event['message']}"))
             if events or tick == 0:
                 series.add(events)
                 self.post_message(MetricsFollowed(series.snapshot(self._max_points)))
@@ -109,6 +112,10 @@ class DashboardScreen(AppScreen[None]):
             self.post_message(GpuStatsRead(stats))
             if stats is None or not keep_polling(GPU_POLL_S):
                 return
+
+    @on(RunWarned)
+    def _warned(self, event: RunWarned) -> None:
+        self.notify(event.text, title="Run warning", severity="warning", timeout=15)
 
     @on(MetricsFollowed)
     def _metrics(self, event: MetricsFollowed) -> None:

@@ -121,3 +121,16 @@ async def test_reattach_after_the_app_closed(make_app, runs_root: Path) -> None:
                        what="the curve up to step 40")
         assert plot._curves["train"].steps[0] == 1, "the re-attached curve must start at the first step"
         assert "running" in text_of(second, "#run-title")
+
+
+async def test_a_failed_checkpoint_write_is_reported(make_app, runs_root: Path) -> None:
+    run_dir = write_run(runs_root, "diskfull", state="running", steps=5, total=100, pid=os.getpid(), ended_at=None,
+                        started_at=FIXED_NOW - 30)
+    with open(run_dir / "metrics.jsonl", "a") as handle:
+        handle.write('{"t": 1, "step": 5, "kind": "status", "state": "running", '
+                     '"message": "checkpoint failed: could not write checkpoint: No space left on device"}\n')
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_dashboard(app, pilot, "diskfull")
+        await wait_for(pilot, lambda: any("No space left" in str(n.message) for n in app._notifications),
+                       what="the disk-full warning")
