@@ -13,7 +13,8 @@ Raw replies and app replies alternate (rounds), so a busy machine weighs on both
 - key_latency_ms: during one more reply, → pressed on the temperature slider every 50 ms; the
   slowest from the key press to the slider's new value.
 - stream_efficiency: tokens/s reaching the view (first to last drawn token) ÷ the engine's raw
-  tokens/s (ChatSession.send alone, first to last token); median of the rounds' ratios.
+  tokens/s (ChatSession.send alone, first to last token, the mean of the raw replies just before
+  and after); median of the rounds' ratios.
 
 The last line printed is `first_token_ms=… key_latency_ms=… stream_efficiency=…`.
 """
@@ -119,6 +120,7 @@ class Figures:
     key_latency_ms: list[float] = field(default_factory=list)
     raw_tokens_per_s: list[float] = field(default_factory=list)
     drawn_tokens_per_s: list[float] = field(default_factory=list)
+    frames_per_s: list[float] = field(default_factory=list)  # redraws of the streaming reply
     status: str = ""
 
 
@@ -154,9 +156,10 @@ async def measure(entry: CheckpointEntry, runs_root: Path, raw: RawEngine, round
         for round_ in range(rounds + 1):
             # the last reply is for key presses; the others measure the stream undisturbed
             keys = round_ == rounds
-            if not keys:
-                # in a worker thread, as the app generates: torch threads differently in the main thread
-                figures.raw_tokens_per_s.append((await asyncio.to_thread(raw.reply))[0])
+            # a raw reply before each app reply and after the last: each app reply is compared with the raw
+            # replies on either side of it (in a worker thread, as the app generates: torch threads
+            # differently in the main thread)
+            figures.raw_tokens_per_s.append((await asyncio.to_thread(raw.reply))[0])
             screen.run_command(ChatCommand("new"))  # the same fresh conversation as the raw reply
             slider.value = 0.8
             prompt.focus()
@@ -185,6 +188,7 @@ async def measure(entry: CheckpointEntry, runs_root: Path, raw: RawEngine, round
                 last_when, last_note = drawn[-1]
                 tokens = int(last_note.split()[0]) - int(first_note.split()[0])
                 figures.drawn_tokens_per_s.append(tokens / (last_when - first_when))
+                figures.frames_per_s.append((len(drawn) - 1) / (last_when - first_when))
         figures.status = str(screen.query_one("#chat-status").render())
     return figures
 
@@ -206,9 +210,11 @@ def main() -> int:
     entry = checkpoint_entry(args.checkpoint.resolve() if args.checkpoint else make_checkpoint(runs_root, args.quick))
     print(f"checkpoint: {entry.path} (ready in {time.perf_counter() - started:.1f} s)")
     figures = asyncio.run(measure(entry, runs_root, RawEngine(entry, max_tokens), rounds))
-    efficiency = [drawn / raw for drawn, raw in zip(figures.drawn_tokens_per_s, figures.raw_tokens_per_s)]
+    raw_around = [(before + after) / 2 for before, after in zip(figures.raw_tokens_per_s, figures.raw_tokens_per_s[1:])]
+    efficiency = [drawn / raw for drawn, raw in zip(figures.drawn_tokens_per_s, raw_around)]
     print("engine alone, tokens/s:  " + " ".join(f"{rate:.1f}" for rate in figures.raw_tokens_per_s))
     print("drawn in the app, tok/s: " + " ".join(f"{rate:.1f}" for rate in figures.drawn_tokens_per_s))
+    print("redraws of the reply, /s:  " + " ".join(f"{rate:.1f}" for rate in figures.frames_per_s))
     print("Enter to first token, ms: " + " ".join(f"{ms:.0f}" for ms in figures.first_token_ms))
     print("key latencies, ms: " + " ".join(f"{ms:.0f}" for ms in figures.key_latency_ms))
     print(f"key press to slider change while streaming, ms (n={len(figures.key_latency_ms)}): median "

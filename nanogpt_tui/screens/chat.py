@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 PRESETS = Binding.Group("Presets", compact=True)
 STREAM_FRAME_S = 1 / 15  # a streaming reply is redrawn at most this often
 UI_SHARE = 0.1  # ... and less often when drawing it would keep the UI thread busier than this
+POST_EVERY_S = 0.05  # the generation thread tells the UI about new tokens at most this often
 
 
 class ChatScreen(ChatBase):
@@ -175,7 +176,7 @@ class ChatScreen(ChatBase):
         from engine.data.chat_template import render
 
         generator = session.generator
-        reply, tokens, first_token_at = "", 0, 0.0
+        reply, tokens, first_token_at, posted_at = "", 0, 0.0, 0.0
         for event in session.send(text, cancel, sampling_params(values)):
             if isinstance(event, ContextTrimmed):
                 self.post_message(TurnsDropped(event.dropped_messages, event.total_dropped, event.fits))
@@ -191,7 +192,13 @@ class ChatScreen(ChatBase):
                 if event.token_id is not None:
                     tokens += 1
                     first_token_at = first_token_at or time.perf_counter()
-                self.post_message(ReplyStreamed(reply, tokens))
+                # every message wakes the UI thread, which then holds the interpreter lock the generation needs:
+                # tokens that come faster than POST_EVERY_S ride along with the next one (the reply's end is
+                # always posted, by ReplyCompleted)
+                now = time.perf_counter()
+                if now - posted_at >= POST_EVERY_S:
+                    posted_at = now
+                    self.post_message(ReplyStreamed(reply, tokens))
 
     @on(ReplyStreamed)
     def _streamed(self, event: ReplyStreamed) -> None:
@@ -213,7 +220,7 @@ class ChatScreen(ChatBase):
             self._frame_s = max(STREAM_FRAME_S, (busy - self._busy_at) / UI_SHARE)
         self._redraw, self._drawn_at, self._busy_at = None, now, busy
         if self._reply is not None and self._streamed_so_far is not None:
-            self._reply.set_text(self._streamed_so_far.text)
+            self._reply.set_text(self._streamed_so_far.text, streaming=True)
             self._reply.set_footnote(f"{self._streamed_so_far.tokens} tokens…")
 
     @on(TurnsDropped)
@@ -241,6 +248,7 @@ class ChatScreen(ChatBase):
             self._redraw.stop()
         self._redraw, self._streamed_so_far, self._drawn_at, self._frame_s = None, None, 0.0, STREAM_FRAME_S
         if self._reply is not None:
+            self._reply.set_text(self._reply.text)  # gives back the lines reserved while streaming
             self._reply.remove_class("streaming")
             self._reply.set_footnote(footnote)
         self._reply = None

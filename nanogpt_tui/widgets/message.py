@@ -17,28 +17,44 @@ ROLE_TITLES = {"user": "You", "assistant": "Model", "system": "System"}
 
 
 class ChatMessage(Static):
-    """A message as plain text (model output is never read as markup); the reply grows while it streams."""
+    """A message as plain text (model output is never read as markup); the reply grows while it streams.
+
+    While it streams, the message keeps RESERVED_LINES blank lines below its text: laying out the
+    screen is the costly part of a redraw, and this way it happens every few lines, not every line.
+    """
+
+    RESERVED_LINES = 4
 
     def __init__(self, role: str, text: str = "") -> None:
         super().__init__(classes=f"message {role}")
         self.role = role
         self.text = text
         self.border_title = ROLE_TITLES.get(role, role)
-        self._lines = -1  # wrapped lines last laid out; -1 = not known yet
+        self._reserved = 0  # content lines the message's height holds while it streams
 
     def on_mount(self) -> None:
         self.update(Text(self.text))
 
-    def set_text(self, text: str) -> None:
-        """Show `text`; the screen is laid out again only when the message needs more (or fewer) lines."""
-        if text == self.text:
+    def set_text(self, text: str, *, streaming: bool = False) -> None:
+        """Show `text`; while `streaming`, the screen is laid out only when the reserved lines run out."""
+        if text == self.text and streaming == bool(self._reserved):
             return
         self.text = text
         content = Text(text)
         width = self.content_region.width
-        lines = len(content.wrap(self.app.console, width)) if width > 0 else -1
-        self.update(content, layout=lines != self._lines or lines < 0)
-        self._lines = lines
+        if not streaming or width <= 0:
+            self._reserved = 0
+            self.styles.min_height = None
+            self.update(content)
+            return
+        lines = len(content.wrap(self.app.console, width))
+        if lines <= self._reserved:
+            self.update(content, layout=False)
+            return
+        self._reserved = lines + self.RESERVED_LINES
+        frame = self.styles.gutter.height  # border and padding above and below the text
+        self.styles.min_height = self._reserved + frame
+        self.update(content)
 
     def set_footnote(self, note: str) -> None:
         """A short line under the message's border (e.g. "stopped", "42 tokens · 31.0 tok/s")."""

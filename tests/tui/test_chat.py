@@ -11,7 +11,7 @@ from textual.widgets import Static
 
 from engine.data.conversations import read_conversations
 from nanogpt_tui.app import NanoGPTApp
-from nanogpt_tui.screens.chat import ChatScreen
+from nanogpt_tui.screens.chat import POST_EVERY_S, ChatScreen
 from nanogpt_tui.screens.checkpoints import open_checkpoint_in
 from nanogpt_tui.settings import Settings
 from nanogpt_tui.widgets.message import ChatMessage, ChatNotice, PromptArea
@@ -62,6 +62,13 @@ def notices(screen: ChatScreen) -> str:
     return "\n".join(str(n.render()) for n in screen.query(ChatNotice))
 
 
+async def release(pilot, gate: threading.Semaphore, tokens: int) -> None:
+    """Let the scripted model produce `tokens` tokens, slower than the app batches them for the screen."""
+    for _ in range(tokens):
+        gate.release()
+        await pilot.pause(POST_EVERY_S * 2.5)
+
+
 async def send(pilot, text: str) -> None:
     prompt = pilot.app.screen.query_one(PromptArea)
     prompt.focus()
@@ -77,7 +84,7 @@ async def test_reply_streams_token_by_token(scripted, gate: threading.Semaphore)
         await send(pilot, "hello")
         await wait_for(pilot, lambda: replies(screen) == [""], what="an empty reply bubble")
         assert screen.query_one(PromptArea).text == "", "the prompt empties once sent"
-        gate.release(2)
+        await release(pilot, gate, 2)
         await wait_for(pilot, lambda: replies(screen) == ["Good morrow"], what="the first two tokens")
         assert screen.generating, "the reply is still streaming"
         gate.release(len(SCRIPT))
@@ -96,7 +103,7 @@ async def test_escape_stops_and_keeps_the_partial_reply(scripted, gate: threadin
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_chat(pilot, path)
         await send(pilot, "hello")
-        gate.release(3)
+        await release(pilot, gate, 3)
         await wait_for(pilot, lambda: replies(screen) == ["Good morrow,"], what="three tokens")
         await pilot.press("escape")
         await wait_for(pilot, lambda: not screen.generating, what="the stop")
