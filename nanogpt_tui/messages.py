@@ -110,6 +110,10 @@ class ValCurvesRead(Message):
 
 # --------------------------------------------------------------------------- checkpoints, evaluate, chat
 
+# a generation worker posts streamed text at most this often: every message wakes the UI thread, which
+# then holds the interpreter lock the generation needs; tokens that come faster ride along with the next
+POST_EVERY_S = 0.05
+
 
 @dataclass
 class CheckpointsListed(Message):
@@ -221,8 +225,9 @@ class SampleStreamed(Message):
 
 @dataclass
 class SamplesCompleted(Message):
-    """All samples ended; finish reason of each, by sample index."""
+    """All samples ended: the text and finish reason of each, by sample index."""
 
+    texts: tuple[str, ...]
     finish_reasons: tuple[str, ...]
     tokens: int
     seconds: float

@@ -15,7 +15,7 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import Worker
 
 from engine.errors import EngineError
-from nanogpt_tui.messages import ModelLoaded, ReplyCompleted, ReplyStreamed, TurnsDropped
+from nanogpt_tui.messages import POST_EVERY_S, ModelLoaded, ReplyCompleted, ReplyStreamed, TurnsDropped
 from nanogpt_tui.model_service import CheckpointEntry, LoadedModel, SamplingValues, sampling_params
 from nanogpt_tui.screens.chat_commands import NO_MODEL, ChatBase, UnknownCommand, parse_chat_command
 from nanogpt_tui.widgets.message import ChatMessage, ConversationView, PromptArea
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 PRESETS = Binding.Group("Presets", compact=True)
 STREAM_FRAME_S = 1 / 15  # a streaming reply is redrawn at most this often
 UI_SHARE = 0.1  # ... and less often when drawing it would keep the UI thread busier than this
-POST_EVERY_S = 0.05  # the generation thread tells the UI about new tokens at most this often
 
 
 class ChatScreen(ChatBase):

@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar
 from textual.worker import Worker
 
 from nanogpt_tui.messages import (
+    POST_EVERY_S,
     EvaluationCompleted,
     EvaluationProgressed,
     EvaluationStopped,
@@ -250,14 +251,19 @@ class EvaluateScreen(AppScreen[None]):
         generator = model.generator
         texts, reasons, tokens = [""] * count, [""] * count, 0
         started = time.perf_counter()
+        posted_at = [0.0] * count
         prompts = [generator.encode_prompt(prompt)] * count
         for chunk in generator.generate_batch(prompts, sampling_params(values), cancel):
             texts[chunk.sample] += chunk.text
             tokens += chunk.token_id is not None
             if chunk.finish_reason is not None:
                 reasons[chunk.sample] = chunk.finish_reason
-            self.post_message(SampleStreamed(chunk.sample, texts[chunk.sample]))
-        self.post_message(SamplesCompleted(tuple(reasons), tokens, time.perf_counter() - started))
+            # as in the chat: batched, so the UI thread does not take the interpreter from the generation
+            now = time.perf_counter()
+            if now - posted_at[chunk.sample] >= POST_EVERY_S:
+                posted_at[chunk.sample] = now
+                self.post_message(SampleStreamed(chunk.sample, texts[chunk.sample]))
+        self.post_message(SamplesCompleted(tuple(texts), tuple(reasons), tokens, time.perf_counter() - started))
 
     @on(SampleStreamed)
     def _sample_streamed(self, event: SampleStreamed) -> None:
@@ -267,7 +273,8 @@ class EvaluateScreen(AppScreen[None]):
 
     @on(SamplesCompleted)
     def _sampled(self, event: SamplesCompleted) -> None:
-        for view, reason in zip(self.query(SampleView), event.finish_reasons):
+        for view, text, reason in zip(self.query(SampleView), event.texts, event.finish_reasons):
+            view.show(self._prompt, text)
             view.border_subtitle = reason
         speed = event.tokens / event.seconds if event.seconds > 0 else 0.0
         self._done(f"{len(event.finish_reasons)} sample(s), {event.tokens} tokens at {speed:.1f} tok/s")

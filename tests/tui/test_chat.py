@@ -11,7 +11,8 @@ from textual.widgets import Static
 
 from engine.data.conversations import read_conversations
 from nanogpt_tui.app import NanoGPTApp
-from nanogpt_tui.screens.chat import POST_EVERY_S, ChatScreen
+from nanogpt_tui.messages import POST_EVERY_S
+from nanogpt_tui.screens.chat import ChatScreen
 from nanogpt_tui.screens.checkpoints import open_checkpoint_in
 from nanogpt_tui.settings import Settings
 from nanogpt_tui.widgets.message import ChatMessage, ChatNotice, PromptArea
