@@ -298,3 +298,19 @@ def test_save_conversation_needs_a_reply_and_leaves_out_empty_turns(engine: Fake
     assert path.parent == engine.root.parent / "conversations", "saved beside the runs, in the data folder"
     report = read_conversations(path)
     assert report.ok and [m["content"] for m in report.conversations[0].messages] == ["hello", "again?", "Aye."]
+
+
+async def test_old_turns_dropped_to_fit_are_announced(runs_root: Path) -> None:
+    path = save_tiny_checkpoint(runs_root, "sft", kind="finetune")
+    engine = ScriptedEngine(runs_root, ScriptedGenerator(SCRIPT, max_context=48))
+    app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_chat(pilot, path)
+        for turn in range(3):
+            await send(pilot, f"Tell me the news from Verona, turn {turn}.")
+            wanted = turn + 1
+            await wait_for(pilot, lambda: not screen.generating and len(replies(screen)) == wanted, what="a reply")
+        status = str(screen.query_one("#chat-status", Static).render())
+        assert "dropped to fit the context" in status, status
+        assert "Dropped the 2 oldest message(s)" in notices(screen)
+        assert len(screen._transcript) == 6, "the transcript (and /save) keeps the dropped turns"
