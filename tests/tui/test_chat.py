@@ -308,8 +308,8 @@ async def test_old_turns_dropped_to_fit_are_announced(runs_root: Path) -> None:
         screen = await open_chat(pilot, path)
         for turn in range(3):
             await send(pilot, f"Tell me the news from Verona, turn {turn}.")
-            wanted = turn + 1
-            await wait_for(pilot, lambda: not screen.generating and len(replies(screen)) == wanted, what="a reply")
+            await wait_for(pilot, lambda n=turn + 1: not screen.generating and len(replies(screen)) == n,
+                           what="a reply")
         status = str(screen.query_one("#chat-status", Static).render())
         assert "dropped to fit the context" in status, status
         assert "Dropped the 2 oldest message(s)" in notices(screen)
