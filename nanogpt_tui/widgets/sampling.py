@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -40,7 +39,6 @@ class SamplingPanel(Vertical):
     SamplingPanel #seed { width: 12; }
     SamplingPanel .presets Button { min-width: 10; margin-right: 1; }
     """
-    PRESET_NAMES: ClassVar[tuple[str, ...]] = tuple(PRESETS)
 
     def compose(self) -> ComposeResult:
         for key, label, low, high, default, step, big, decimals in SLIDERS:
