@@ -7,7 +7,6 @@ import sys
 import textwrap
 
 from nanogpt_tui.app import NanoGPTApp
-from nanogpt_tui.screens.coming import ComingScreen
 from nanogpt_tui.screens.help import HelpScreen
 from nanogpt_tui.screens.runs import RunsScreen
 from nanogpt_tui.settings import load_settings
@@ -40,14 +39,6 @@ async def test_screens_by_key(make_app) -> None:
             await pilot.press(key)
             assert app.current_mode == mode, f"key {key} must switch to the {mode} screen"
             await app.switch_mode("runs")
-
-
-async def test_screen_not_in_this_version_says_so(make_app) -> None:
-    app = make_app()
-    async with app.run_test():
-        await app.push_screen(ComingScreen("Chat", "chat with a checkpoint"))
-        text = str(app.screen.query_one(".coming").render())
-        assert "Chat" in text and "not available in this version" in text and "chat with a checkpoint" in text
 
 
 async def test_help_lists_every_screen(make_app) -> None:
