@@ -91,9 +91,9 @@ def test_override_values_are_typed() -> None:
 
 
 def test_align_vocab_follows_tokenizer() -> None:
-    hp = apply_overrides(preset("shakespeare-cpu"), ["data.bpe_vocab_size=2048"])
+    hp = apply_overrides(preset("shakespeare-cpu"), ["data.bpe_vocab_size=1024"])
     aligned = align_vocab(hp)
-    assert (aligned.model.vocab_size, aligned.model.bos_id) == (2048, 0)
+    assert (aligned.model.vocab_size, aligned.model.bos_id) == (1024, 0)
     gpt2 = align_vocab(apply_overrides(preset("shakespeare-cpu"), ["data.tokenizer='gpt2'"]))
     assert (gpt2.model.vocab_size, gpt2.model.bos_id) == (50257, 50256)
     assert config_hash(aligned) != config_hash(hp)
