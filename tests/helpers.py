@@ -39,3 +39,21 @@ def tiny_config(corpus: Path, *overrides: str) -> Hyperparameters:
         "run.checkpoint_every=6", "run.sample_every=0", "run.sample_tokens=16", "run.log_every=1",
     ]
     return apply_overrides(preset("shakespeare-cpu"), base + list(overrides))
+
+
+def stop_after_steps(trainer, stop, steps: int | None):
+    """Make an in-process trainer request a stop once it has trained `steps` steps (None: never)."""
+    import time
+
+    if steps is None:
+        return trainer
+    original = trainer.train_step
+
+    def step_then_maybe_stop() -> float:
+        loss = original()
+        if trainer.step + 1 >= steps:
+            stop.requested_at = time.monotonic()
+        return loss
+
+    trainer.train_step = step_then_maybe_stop
+    return trainer

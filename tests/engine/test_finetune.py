@@ -16,7 +16,7 @@ from engine.config import ModelConfig
 from engine.errors import DataError
 from engine.metrics import read_metrics
 from engine.runs import RunManager, pid_alive
-from tests.helpers import tiny_config, write_corpus
+from tests.helpers import tiny_config, write_corpus, stop_after_steps
 
 # distinct prompts with distinct answers, so a reproduced answer means the prompt was read
 CONVERSATIONS = [
@@ -62,18 +62,7 @@ def _trainer(run_dir: Path, resume: bool = False, stop_after: int | None = None)
     from engine.trainer import StopSignal
 
     stop = StopSignal()
-    trainer = build_trainer(run_dir, resume, stop)
-    if stop_after is not None:
-        original = trainer.train_step
-
-        def step_then_maybe_stop() -> float:
-            loss = original()
-            if trainer.step + 1 >= stop_after:
-                stop.requested_at = time.monotonic()
-            return loss
-
-        trainer.train_step = step_then_maybe_stop
-    return trainer
+    return stop_after_steps(build_trainer(run_dir, resume, stop), stop, stop_after)
 
 
 @pytest.fixture(scope="module")
