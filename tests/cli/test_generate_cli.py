@@ -30,7 +30,10 @@ def make_run(runs_root: Path, name: str, tokenizer: BPETokenizer, *, step: int =
     if never_bos:
         with torch.no_grad():
             model.lm_head.weight.normal_(std=10.0)
-            model.lm_head.weight[tokenizer.bos_id] = 0.0  # logit 15 while about half the others reach ~30
+            # logit 15 while about half the others reach ~30; every special token ends a chat reply,
+            # so all of them (not only BOS) are kept out of reach, whatever the random weights
+            for special_id in {tokenizer.bos_id, *tokenizer.special_tokens.values()}:
+                model.lm_head.weight[special_id] = 0.0
     base = preset("shakespeare-cpu")
     hp = dataclasses.replace(base, model=tiny_config(tokenizer.vocab_size),
                              data=dataclasses.replace(base.data, corpus=corpus, bpe_vocab_size=tokenizer.vocab_size))
