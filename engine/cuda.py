@@ -143,19 +143,25 @@ def choose_fast_paths(caps: DeviceCapabilities, run: RunConfig) -> FastPaths:
 # ---------------------------------------------------------------------------------- detection
 
 
-def _nvidia_driver() -> str | None:
-    """The NVIDIA driver version from NVML (the [gpu] extra) or nvidia-smi; None when neither answers."""
+def _nvml_driver() -> str | None:
+    """The driver version from NVML (nvidia-ml-py, the [gpu] extra); None without NVML or a driver."""
     try:
-        import pynvml  # nvidia-ml-py, from the [gpu] extra
+        import pynvml
     except ImportError:
-        pynvml = None
-    if pynvml is not None:
-        try:
-            pynvml.nvmlInit()
-            version = pynvml.nvmlSystemGetDriverVersion()
-            return version.decode() if isinstance(version, bytes) else str(version)
-        except pynvml.NVMLError:
-            pass  # no NVML library or no driver loaded: ask nvidia-smi instead
+        return None
+    try:
+        pynvml.nvmlInit()
+        version = pynvml.nvmlSystemGetDriverVersion()
+    except pynvml.NVMLError:
+        return None
+    return version.decode() if isinstance(version, bytes) else str(version)
+
+
+def _nvidia_driver() -> str | None:
+    """The NVIDIA driver version from NVML or, failing that, nvidia-smi; None when neither answers."""
+    from_nvml = _nvml_driver()
+    if from_nvml is not None:
+        return from_nvml
     try:
         result = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                                 capture_output=True, text=True, timeout=10, check=False)
