@@ -249,6 +249,12 @@ class RunManager:
         command = self.torchrun_command(name, resume=resume)
         meta = read_json(run_dir / "run.json")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # the children start in the run directory, so a source checkout that is not pip-installed
+        # (python -m nanogpt_tui from the repository) must still find the engine package
+        source_root = str(Path(__file__).resolve().parents[1])
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        if source_root not in paths:
+            env["PYTHONPATH"] = os.pathsep.join([source_root, *paths])
         if meta.get("device") == "cpu" and "OMP_NUM_THREADS" not in os.environ:
             # torchrun would pin each worker to one thread; share the cores out instead
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(meta.get("nproc", 1))))

@@ -90,3 +90,25 @@ def test_torchrun_command_shapes(tmp_path: Path) -> None:
     manager.create(_hp(), "multi", nproc=1, nnodes=2, rdzv_endpoint="10.0.0.1:29500")
     command = manager.torchrun_command("multi", node_rank=1)
     assert "--nnodes=2" in command and "--node-rank=1" in command and "--rdzv-endpoint=10.0.0.1:29500" in command
+
+
+def test_launch_lets_the_children_find_the_engine_from_a_source_checkout(tmp_path: Path, monkeypatch) -> None:
+    # the supervisor starts in the run directory; without the source root on its path an
+    # uninstalled checkout (python -m nanogpt_tui) would fail with "No module named 'engine'"
+    seen: dict = {}
+
+    class FakePopen:
+        pid = 999_999
+
+        def __init__(self, command, **kwargs) -> None:
+            seen.update(kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", FakePopen)
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
+    manager = RunManager(tmp_path)
+    manager.create(_hp(), "src")
+    manager.launch("src")
+    entries = seen["env"]["PYTHONPATH"].split(":")
+    source_root = Path(__file__).resolve().parents[2]
+    assert Path(entries[0]) == source_root and "/somewhere/else" in entries
+    assert seen["cwd"] == str(tmp_path / "src")
