@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from engine.allocator import retain_freed_memory
 from engine.checkpoint import latest_checkpoint, load_state_into, read_checkpoint_file, save_checkpoint
 from engine.config import Hyperparameters, config_hash, to_dict
 from engine.cuda import (choose_fast_paths, compile_for_training, detect_capabilities, environment_record,
@@ -41,6 +42,9 @@ class Trainer:
         self.stop, self.kind, self.parent = stop, kind, parent
         self.tokenizer = data.tokenizer
         self.device = ctx.device
+        if self.device.type == "cpu":
+            # CPU steps re-allocate MiB-sized activations; keeping freed memory avoids ~20 % in page faults
+            retain_freed_memory()
         self.step = 0
         self.tokens_seen = 0
         self.train_time_s = 0.0
