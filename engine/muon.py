@@ -90,13 +90,6 @@ class Muon(torch.optim.Optimizer):
         # out-of-place so the caller's .grad is left as it was
         return grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
 
-    def _orthogonalised_update(self, param: Tensor, group: dict) -> Tensor | None:
-        """Advance the momentum of `param` and return its orthogonalised update (param's shape and dtype)."""
-        direction = self._momentum_direction(param, group)
-        if direction is None:
-            return None
-        return self.orthogonalize(direction, group["ns_steps"]).to(param.dtype)
-
     @staticmethod
     def _apply(param: Tensor, update: Tensor, lr: float) -> None:
         # tall matrices get a larger step so the per-element RMS matches that of wide ones
@@ -111,13 +104,26 @@ class Muon(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             if self.world_size == 1:
-                for param in group["params"]:
-                    update = self._orthogonalised_update(param, group)
-                    if update is not None:
-                        self._apply(param, update, group["lr"])
+                self._batched_step(group)
             else:
                 self._sharded_step(group)
         return loss
+
+    def _batched_step(self, group: dict) -> None:
+        """One process: orthogonalise all same-shaped matrices of the group in one batched call.
+
+        Newton-Schulz treats the leading dims as a batch, so the result per matrix is the same;
+        a few large matmuls instead of dozens of small ones is ~2x faster on CPU for small models.
+        """
+        by_shape: dict[torch.Size, list[tuple[Tensor, Tensor]]] = {}
+        for param in group["params"]:
+            direction = self._momentum_direction(param, group)
+            if direction is not None:
+                by_shape.setdefault(param.shape, []).append((param, direction))
+        for pairs in by_shape.values():
+            updates = self.orthogonalize(torch.stack([d for _, d in pairs]), group["ns_steps"])  # (n, *shape)
+            for (param, _), update in zip(pairs, updates.unbind(0)):
+                self._apply(param, update.to(param.dtype), group["lr"])
 
     def _sharded_step(self, group: dict) -> None:
         """Rank r orthogonalises params r, r+W, r+2W, …; an async all-gather of each chunk of W

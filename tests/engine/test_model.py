@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from engine.attention import build_mask, dense_mask, document_ids, resolve_backend
 from engine.config import ModelConfig
-from engine.model import GPT, create_model
+from engine.model import GPT, Rotary, apply_rotary, create_model
 
 # 4 layers, layer 2 without attention; 8-token blocks, long window 4 blocks (32 tokens), short 2
 TINY = ModelConfig(vocab_size=64, num_layers=4, num_heads=2, head_dim=16, model_dim=32, num_value_embeds=1,
@@ -173,6 +173,17 @@ def test_rotary_tables_grow_for_longer_sequences() -> None:
         reference.load_state_dict(model.state_dict())
         torch.testing.assert_close(grown, reference(tokens))
     assert model.rotary.cos.size(0) >= 128
+
+
+def test_rotary_equals_the_full_width_rotation_bit_for_bit() -> None:
+    # the seed rotates all head_dim/2 pairs, half of them by angle 0; skipping those must not change a bit
+    rotary = Rotary(head_dim=16, max_seq_len=32)
+    x = torch.randn(2, 32, 3, 16)
+    cos, sin = rotary.cos[None, :, None, :], rotary.sin[None, :, None, :]  # full width (1, T, 1, 8)
+    x1, x2 = x.chunk(2, dim=-1)
+    reference = torch.cat((x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos), dim=-1)
+    assert torch.equal(apply_rotary(x, *rotary(0, 32)), reference)
+    assert torch.equal(apply_rotary(x[:, 5:9], *rotary(5, 4)), reference[:, 5:9])  # a cached chunk's positions
 
 
 def test_loss_mask_mean_and_sum() -> None:

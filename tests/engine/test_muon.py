@@ -187,6 +187,25 @@ def test_muon_update_is_scaled_orthogonal_momentum() -> None:
     assert torch.equal(weight.grad, grad), "step must not modify .grad in place"
 
 
+def test_batched_step_equals_one_matrix_at_a_time() -> None:
+    # same-shaped matrices are orthogonalised in one batched call; each must get its own update
+    gen = torch.Generator().manual_seed(3)
+    shapes = [(24, 8), (24, 8), (8, 24), (3, 8, 8), (3, 8, 8), (24, 8)]  # (8, 24) shares the numel group
+    weights = [nn.Parameter(torch.zeros(shape)) for shape in shapes]
+    grads = [torch.randn(shape, generator=gen) for shape in shapes]
+    for weight, grad in zip(weights, grads):
+        weight.grad = grad.clone()
+    weights[1].grad = None  # no gradient: left alone, and the others still line up
+    Muon(weights, lr=0.1, momentum=0.95).step()
+    for index, (weight, grad) in enumerate(zip(weights, grads)):
+        if index == 1:
+            assert torch.equal(weight, torch.zeros_like(weight))
+            continue
+        scale = max(1.0, weight.size(-2) / weight.size(-1)) ** 0.5
+        expected = -0.1 * scale * zeropower_via_newtonschulz5(grad.lerp(0.05 * grad, 0.95))
+        torch.testing.assert_close(weight.detach(), expected, atol=1e-5, rtol=1e-4)
+
+
 def test_muon_keeps_bf16_weights_and_state_in_bf16() -> None:
     weight = nn.Parameter(torch.randn(16, 16).bfloat16())
     weight.grad = torch.randn(16, 16).bfloat16()
