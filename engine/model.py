@@ -14,6 +14,7 @@ from engine.attention import AttentionMask, Window, attend, build_mask, dense_ma
 from engine.config import ModelConfig, next_multiple_of_n
 from engine.fp8 import fp8_linear
 from engine.kv_cache import CacheSlot, KVCache
+from engine.softcap_loss import softcapped_cross_entropy
 
 # rotary tables cover this many positions up front and grow when a longer sequence arrives
 DEFAULT_MAX_SEQ_LEN = 4096
@@ -236,10 +237,24 @@ class GPT(nn.Module):
             for letter in self._attention_window_letters()
         }
         hidden = self._hidden(tokens, self.rotary(0, tokens.size(1)), masks, None)
+        if target_seq is not None and self._chunked_loss_applies(hidden):
+            return softcapped_cross_entropy(hidden, self.lm_head.weight, target_seq, scale=self._logit_scale(hidden),
+                                            cap=LOGIT_SOFTCAP, reduction=reduction, loss_mask=loss_mask)
         logits = self._logits(hidden)
         if target_seq is None:
             return logits
         return self._loss(logits, target_seq, reduction, loss_mask)
+
+    def _chunked_loss_applies(self, hidden: Tensor) -> bool:
+        # training on CPU in fp32: the chunked head + loss keeps the vocabulary-sized work in cache.
+        # CUDA keeps the plain path (torch.compile fuses it there, and the FP8 head needs it).
+        return (hidden.device.type == "cpu" and hidden.dtype == torch.float32 and torch.is_grad_enabled()
+                and hidden.requires_grad)
+
+    @staticmethod
+    def _logit_scale(hidden: Tensor) -> float:
+        # _logits divides the head's output by 7.5 * sqrt(model_dim) before the soft cap, as the seed does
+        return 1.0 / (7.5 * hidden.size(-1) ** 0.5)
 
     @torch.inference_mode()
     def forward_cached(self, input_seq: Tensor, cache: KVCache,
