@@ -95,6 +95,8 @@ class TrainConfig:
 
     num_iterations: int = 4000
     cooldown_frac: float = 0.4
+    # learning-rate multiplier reached at the end of the cooldown (the seed's 0.1)
+    final_lr_frac: float = 0.1
     train_seq_len: int = 48 * 1024
     # sequences per optimiser step over all ranks; accumulation = batch_size / (ranks * micro_batch_size)
     batch_size: int = 8
@@ -389,6 +391,8 @@ def validate(hp: Hyperparameters, source: str = "config") -> None:
                       hint=f"try {next_multiple_of_n(seq_len, n=m.attn_block_size)}")
     if not 0.0 <= t.cooldown_frac <= 1.0:
         raise bad("train.cooldown_frac", f"must be between 0 and 1, got {t.cooldown_frac}")
+    if not 0.0 <= t.final_lr_frac <= 1.0:
+        raise bad("train.final_lr_frac", f"must be between 0 and 1, got {t.final_lr_frac}")
     if t.batch_size % t.micro_batch_size:
         raise bad("train.batch_size", f"must be a multiple of micro_batch_size ({t.micro_batch_size}), got {t.batch_size}")
     if t.time_budget_s < 0:

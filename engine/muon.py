@@ -208,14 +208,14 @@ def setup_optimizers(
     return optimizers
 
 
-def lr_multiplier(progress: float, cooldown_frac: float = 0.4) -> float:
-    """1.0, then linear down to 0.1 over the last `cooldown_frac` of training (progress in [0, 1])."""
+def lr_multiplier(progress: float, cooldown_frac: float = 0.4, final_frac: float = 0.1) -> float:
+    """1.0, then linear down to `final_frac` over the last `cooldown_frac` of training (progress in [0, 1])."""
     # clamp: a time-budgeted or resumed run can report progress a hair outside [0, 1]
     x = min(max(progress, 0.0), 1.0)
     if cooldown_frac <= 0.0 or x < 1.0 - cooldown_frac:
         return 1.0
     w = (1.0 - x) / cooldown_frac
-    return w * 1.0 + (1.0 - w) * 0.1
+    return w * 1.0 + (1.0 - w) * final_frac
 
 
 def get_lr(step: int, num_iterations: int, cooldown_frac: float = 0.4) -> float:

@@ -139,7 +139,7 @@ class Trainer:
     def apply_schedule(self) -> float:
         from engine.muon import Muon, lr_multiplier
 
-        multiplier = lr_multiplier(self.progress(), self.hp.train.cooldown_frac)
+        multiplier = lr_multiplier(self.progress(), self.hp.train.cooldown_frac, self.hp.train.final_lr_frac)
         for opt in self.optimizers:
             for group in opt.param_groups:
                 group["lr"] = group["initial_lr"] * multiplier

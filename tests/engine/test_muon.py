@@ -249,6 +249,9 @@ def test_get_lr_matches_the_seed() -> None:
     assert get_lr(4000, 4000) == pytest.approx(0.1), "the last step lands exactly on progress 1"
     assert lr_multiplier(1.3) == pytest.approx(0.1) and lr_multiplier(-0.2) == 1.0, "progress is clamped"
     assert lr_multiplier(1.0, cooldown_frac=0.0) == 1.0
+    # a cooldown to zero instead of the seed's 0.1: halfway through it the multiplier is 0.5
+    assert lr_multiplier(0.75, 0.5, final_frac=0.0) == pytest.approx(0.5)
+    assert lr_multiplier(1.0, 0.5, final_frac=0.0) == 0.0
 
 
 def test_window_schedule_matches_the_seed() -> None:
