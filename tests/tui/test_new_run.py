@@ -37,7 +37,7 @@ async def test_invalid_values_are_marked_and_block_launch(make_app, engine) -> N
     async with app.run_test(size=(120, 40)) as pilot:
         await open_form(app, pilot)
         field(app, "train.num_iterations").value = "many"
-        field(app, "model.num_layers").value = "4"
+        field(app, "model.num_layers").value = "8"
         await pilot.pause()
         assert error_of(app, "train.num_iterations") == "must be a whole number"
         assert field(app, "train.num_iterations").has_class("-invalid")
@@ -47,8 +47,8 @@ async def test_invalid_values_are_marked_and_block_launch(make_app, engine) -> N
         assert isinstance(app.screen, NewRunScreen) and engine.launched == [], "an invalid form must not launch"
         field(app, "train.num_iterations").value = "40"
         await pilot.pause()
-        assert "one letter L or S per layer (4)" in error_of(app, "model.window_pattern")
-        field(app, "model.window_pattern").value = "LSSL"
+        assert "one letter L or S per layer (8)" in error_of(app, "model.window_pattern")
+        field(app, "model.window_pattern").value = "LSSLLSSL"
         await pilot.pause()
         assert not app.screen.query_one("#launch", Button).disabled
         assert not app.screen.query(".field-error").filter(".-invalid")

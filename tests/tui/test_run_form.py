@@ -35,8 +35,8 @@ def check(source: str = "shakespeare", **changes: str):
 def test_preset_values_are_valid() -> None:
     result = check()
     assert result.errors == {} and result.hp is not None and result.plan is not None
-    assert result.hp.train.num_iterations == 900 and result.hp.run.device == "cpu"
-    assert "2.2M parameters" in summary(result, "cpu", 2e10)
+    assert result.hp.train.num_iterations == 1000 and result.hp.run.device == "cpu"
+    assert "2.5M parameters" in summary(result, "cpu", 2e10)
 
 
 def test_edits_reach_the_config() -> None:
