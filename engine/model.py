@@ -14,6 +14,7 @@ from engine.attention import AttentionMask, Window, attend, build_mask, dense_ma
 from engine.config import ModelConfig, next_multiple_of_n
 from engine.fp8 import fp8_linear
 from engine.kv_cache import CacheSlot, KVCache
+from engine.relu2_mlp import relu2_mlp
 from engine.softcap_loss import softcapped_cross_entropy
 
 # rotary tables cover this many positions up front and grow when a longer sequence arrives
@@ -21,6 +22,11 @@ DEFAULT_MAX_SEQ_LEN = 4096
 # fixed attention logit scale instead of head_dim**-0.5, as in the seed (QK-norm bounds q.k anyway)
 ATTENTION_SCALE = 0.12
 LOGIT_SOFTCAP = 30.0
+
+
+def cpu_fp32_training(x: Tensor) -> bool:
+    """Whether x is a CPU fp32 activation that needs gradients: where the hand-fused CPU paths apply."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and torch.is_grad_enabled() and x.requires_grad
 
 
 def norm(x: Tensor) -> Tensor:
@@ -145,6 +151,9 @@ class MLP(nn.Module):
         self.c_proj = CastedLinear(4 * dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
+        if cpu_fp32_training(x):
+            # the same maths with a cache-sized backward: the ReLU² passes dominate a CPU step otherwise
+            return relu2_mlp(x, self.c_fc.weight, self.c_proj.weight)
         return self.c_proj(F.relu(self.c_fc(x)).square())
 
 
@@ -248,8 +257,7 @@ class GPT(nn.Module):
     def _chunked_loss_applies(self, hidden: Tensor) -> bool:
         # training on CPU in fp32: the chunked head + loss keeps the vocabulary-sized work in cache.
         # CUDA keeps the plain path (torch.compile fuses it there, and the FP8 head needs it).
-        return (hidden.device.type == "cpu" and hidden.dtype == torch.float32 and torch.is_grad_enabled()
-                and hidden.requires_grad)
+        return cpu_fp32_training(hidden)
 
     @staticmethod
     def _logit_scale(hidden: Tensor) -> float:
