@@ -246,18 +246,15 @@ class GPT(nn.Module):
             for letter in self._attention_window_letters()
         }
         hidden = self._hidden(tokens, self.rotary(0, tokens.size(1)), masks, None)
-        if target_seq is not None and self._chunked_loss_applies(hidden):
+        # training on CPU in fp32: the chunked head + loss keeps the vocabulary-sized work in cache.
+        # CUDA keeps the plain path (torch.compile fuses it there, and the FP8 head needs it).
+        if target_seq is not None and cpu_fp32_training(hidden):
             return softcapped_cross_entropy(hidden, self.lm_head.weight, target_seq, scale=self._logit_scale(hidden),
                                             cap=LOGIT_SOFTCAP, reduction=reduction, loss_mask=loss_mask)
         logits = self._logits(hidden)
         if target_seq is None:
             return logits
         return self._loss(logits, target_seq, reduction, loss_mask)
-
-    def _chunked_loss_applies(self, hidden: Tensor) -> bool:
-        # training on CPU in fp32: the chunked head + loss keeps the vocabulary-sized work in cache.
-        # CUDA keeps the plain path (torch.compile fuses it there, and the FP8 head needs it).
-        return cpu_fp32_training(hidden)
 
     @staticmethod
     def _logit_scale(hidden: Tensor) -> float:

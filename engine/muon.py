@@ -113,7 +113,7 @@ class Muon(torch.optim.Optimizer):
         """One process: orthogonalise all same-shaped matrices of the group in one batched call.
 
         Newton-Schulz treats the leading dims as a batch, so the result per matrix is the same;
-        a few large matmuls instead of dozens of small ones is ~2x faster on CPU for small models.
+        a few large matmuls instead of dozens of small ones: 29 -> 24 ms per step for the CPU preset.
         """
         by_shape: dict[torch.Size, list[tuple[Tensor, Tensor]]] = {}
         for param in group["params"]:
