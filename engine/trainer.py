@@ -97,6 +97,12 @@ class Trainer:
     def build_stream(self) -> Any:
         from engine.data.shards import ShardStream
 
+        t = self.hp.train
+        if self.hp.data.sampling == "shuffled":
+            from engine.data.windows import ShuffledRowStream
+
+            return ShuffledRowStream(self.data.train_files, t.micro_batch_size, t.train_seq_len, rank=self.ctx.rank,
+                                      world_size=self.ctx.world_size, seed=self.hp.run.seed)
         return ShardStream(self.data.train_files, batch_size=self.micro_tokens * self.ctx.world_size,
                            rank=self.ctx.rank, world_size=self.ctx.world_size, cycle=True)
 

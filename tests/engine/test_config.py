@@ -74,6 +74,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
     ("train.lr=0.1", "unknown key train.lr"),
     ("optim.muon_lr=true", "expected a number"),
     ("train.final_lr_frac=1.5", "between 0 and 1"),
+    ("data.sampling='random'", "expected 'sequential' or 'shuffled'"),
 ])
 def test_overrides_are_checked(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -46,10 +46,11 @@ def test_loss_goes_down_and_files_are_written(tmp_path: Path) -> None:
     assert (run_dir / "tokenizer" / "tokenizer.json").exists()
 
 
-def test_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
-    straight = _make_run(tmp_path, "straight", "run.checkpoint_every=0")
+@pytest.mark.parametrize("sampling", ["shuffled", "sequential"])
+def test_resume_matches_an_uninterrupted_run(tmp_path: Path, sampling: str) -> None:
+    straight = _make_run(tmp_path, "straight", "run.checkpoint_every=0", f"data.sampling='{sampling}'")
     _trainer(straight).run()
-    interrupted = _make_run(tmp_path, "interrupted", "run.checkpoint_every=0")
+    interrupted = _make_run(tmp_path, "interrupted", "run.checkpoint_every=0", f"data.sampling='{sampling}'")
     assert _trainer(interrupted, stop_after=5).run() == "stopped"
     assert latest_checkpoint(interrupted / "checkpoints").step == 5
     assert _trainer(interrupted, resume=True).run() == "finished"
