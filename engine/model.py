@@ -14,6 +14,7 @@ from engine.attention import AttentionMask, Window, attend, build_mask, dense_ma
 from engine.config import ModelConfig, next_multiple_of_n
 from engine.fp8 import fp8_linear
 from engine.kv_cache import CacheSlot, KVCache
+from engine.qk_norm_rotary import qk_norm_rotary
 from engine.relu2_mlp import relu2_mlp
 from engine.softcap_loss import softcapped_cross_entropy
 
@@ -127,10 +128,16 @@ class CausalSelfAttention(nn.Module):
         """x (B, T, D) -> (B, T, D); with `cache`, new keys/values are stored and the cached prefix is attended."""
         B, T = x.size(0), x.size(1)
         qkv = F.linear(x, self.qkv_w.flatten(end_dim=1).type_as(x))  # (B, T, 3 * H * head_dim)
-        q, k, v = qkv.view(B, T, 3 * self.num_heads, self.head_dim).chunk(3, dim=-2)  # 3 x (B, T, H, head_dim)
-        q, k = norm(q), norm(k)
+        heads = qkv.view(B, T, 3 * self.num_heads, self.head_dim)
         cos, sin = rotary
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cpu_fp32_training(qkv):
+            # queries and keys side by side through one fused norm + rotation with a hand-written backward
+            qk = qk_norm_rotary(heads[:, :, :2 * self.num_heads], cos, sin)  # (B, T, 2H, head_dim)
+            q, k = qk.split(self.num_heads, dim=2)
+            v = heads[:, :, 2 * self.num_heads:]
+        else:
+            q, k, v = heads.chunk(3, dim=-2)  # 3 x (B, T, H, head_dim)
+            q, k = apply_rotary(norm(q), cos, sin), apply_rotary(norm(k), cos, sin)
         if ve is not None:
             v = self.lambdas[0] * v + self.lambdas[1] * ve.view_as(v)  # ve (B, T, H * head_dim) -> (B, T, H, head_dim)
         else:
