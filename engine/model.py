@@ -14,7 +14,7 @@ from engine.attention import AttentionMask, Window, attend, build_mask, dense_ma
 from engine.config import ModelConfig, next_multiple_of_n
 from engine.fp8 import fp8_linear
 from engine.kv_cache import CacheSlot, KVCache
-from engine.qk_norm_rotary import qk_norm_rotary
+from engine.norms import qk_norm_rotary, rms_norm
 from engine.relu2_mlp import relu2_mlp
 from engine.softcap_loss import softcapped_cross_entropy
 
@@ -32,6 +32,8 @@ def cpu_fp32_training(x: Tensor) -> bool:
 
 def norm(x: Tensor) -> Tensor:
     """RMS norm over the last dimension, without a learned scale."""
+    if cpu_fp32_training(x):
+        return rms_norm(x)  # the same maths with a hand-written backward (engine/norms.py)
     return F.rms_norm(x, (x.size(-1),))
 
 

@@ -1,11 +1,12 @@
-"""The CPU QK-norm + rotary with its hand-written backward equals the plain path, output and gradients."""
+"""The CPU norms with hand-written backward passes equal the plain path, output and gradients."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from engine.model import Rotary, apply_rotary, norm
-from engine.qk_norm_rotary import qk_norm_rotary
+from engine.norms import qk_norm_rotary, rms_norm
 
 
 def test_output_and_gradients_equal_autograd_on_a_strided_qkv_view() -> None:
@@ -37,3 +38,19 @@ def test_rows_come_out_with_unit_rms() -> None:
     out = qk_norm_rotary(x, cos, sin)
     # rotation keeps lengths, so every row keeps the RMS of 1 the norm gave it
     torch.testing.assert_close(out.square().mean(-1), torch.ones(2, 4, 3), rtol=1e-4, atol=1e-4)
+
+
+def test_rms_norm_equals_autograd_and_leaves_the_upstream_gradient_alone() -> None:
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 7, 32, generator=gen) * 5
+    upstream = torch.randn(4, 7, 32, generator=gen)
+    kept = upstream.clone()
+    results = []
+    for fused in (False, True):
+        leaf = x.clone().requires_grad_()
+        out = rms_norm(leaf) if fused else F.rms_norm(leaf, (32,))
+        out.backward(upstream)
+        results.append((out.detach(), leaf.grad))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-4, atol=1e-5)
+    assert torch.equal(upstream, kept), "the backward wrote into the gradient it was given"
