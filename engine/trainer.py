@@ -102,7 +102,7 @@ class Trainer:
             from engine.data.windows import ShuffledRowStream
 
             return ShuffledRowStream(self.data.train_files, t.micro_batch_size, t.train_seq_len, rank=self.ctx.rank,
-                                      world_size=self.ctx.world_size, seed=self.hp.run.seed)
+                                     world_size=self.ctx.world_size, seed=self.hp.run.seed)
         return ShardStream(self.data.train_files, batch_size=self.micro_tokens * self.ctx.world_size,
                            rank=self.ctx.rank, world_size=self.ctx.world_size, cycle=True)
 
