@@ -26,8 +26,8 @@ from torch import Tensor
 from engine.data.shards import _load_data_shard, count_tokens
 from engine.errors import DataError
 
-# shuffled rows hold the whole training split in memory: 2 bytes a token, so this is 1 GiB
-MAX_RANDOM_TOKENS = 1 << 29
+# shuffled rows hold the whole training split in memory as int32 (4 bytes a token): at most 1 GiB
+MAX_SHUFFLED_TOKENS = 1 << 28
 
 
 class ShuffledRowStream:
@@ -43,9 +43,9 @@ class ShuffledRowStream:
         self.epoch, self.position = 0, 0  # the next row: its epoch and index in that epoch's order
         self._order: tuple[int, Tensor] | None = None
         total = count_tokens(self.files)
-        if total > MAX_RANDOM_TOKENS:
+        if total > MAX_SHUFFLED_TOKENS:
             raise DataError(f"data.sampling = 'shuffled' holds the training tokens in memory, and these shards "
-                            f"have {total:,} (more than {MAX_RANDOM_TOKENS:,})",
+                            f"have {total:,} (more than {MAX_SHUFFLED_TOKENS:,})",
                             hint="use data.sampling = 'sequential' for large shard sets such as FineWeb")
         if total < seq_len + 1:
             raise DataError(f"the training split has {total} tokens, fewer than one row of {seq_len + 1}",

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from engine.data.shards import write_shard
+from engine.data import windows
 from engine.data.windows import ShuffledRowStream
 from engine.errors import DataError
 
@@ -57,10 +58,15 @@ def test_resume_from_state_reads_the_same_rows(shard: Path) -> None:
         assert torch.equal(next(resumed)[0], expected[index]), f"draw {index} differs after resume"
 
 
-def test_a_sequential_position_or_a_tiny_split_is_refused(shard: Path, tmp_path: Path) -> None:
+def test_a_sequential_position_a_tiny_or_a_huge_split_is_refused(shard: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(DataError, match="sequential sampling"):
         _stream(shard).load_state_dict({"file_index": 0, "position": 0})
     tiny = tmp_path / "tiny.bin"
     write_shard(tiny, list(range(10)))
     with pytest.raises(DataError, match="fewer than one row"):
         _stream(tiny)
+    monkeypatch.setattr(windows, "MAX_SHUFFLED_TOKENS", 999)
+    with pytest.raises(DataError, match="holds the training tokens in memory") as caught:
+        _stream(shard)
+    assert "sequential" in caught.value.hint
