@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.data.shards import write_shard
+from engine.data.shards import ShardStream, write_shard
 from engine.data import windows
 from engine.data.windows import ShuffledRowStream
 from engine.errors import DataError
@@ -62,6 +62,8 @@ def test_a_sequential_position_a_tiny_or_a_huge_split_is_refused(shard: Path, tm
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(DataError, match="sequential sampling"):
         _stream(shard).load_state_dict({"file_index": 0, "position": 0})
+    with pytest.raises(DataError, match="shuffled sampling"):
+        ShardStream([shard], batch_size=64, rank=0, world_size=1).load_state_dict(_stream(shard).state_dict())
     tiny = tmp_path / "tiny.bin"
     write_shard(tiny, list(range(10)))
     with pytest.raises(DataError, match="fewer than one row"):
