@@ -206,6 +206,15 @@ class Trainer:
                 f"the model in {info.path.name} has another shape than the run's config.toml",
                 hint="resume with the config the run was started with, or start a new run",
             )
+        # the data position means something else under the other sampling; checkpoints from
+        # before the key existed were all sequential
+        sampling = data.get("config", {}).get("data", {}).get("sampling", "sequential")
+        if sampling != self.hp.data.sampling:
+            raise CheckpointError(
+                f"{info.path.name} was written by {sampling} sampling, but the run's config.toml says "
+                f"data.sampling = {self.hp.data.sampling!r}",
+                hint="resume with the data.sampling the run was started with",
+            )
         load_state_into(self.model, data["model"], str(info.path))
         for opt, state in zip(self.optimizers, data["optimizers"], strict=True):
             opt.load_state_dict(state)

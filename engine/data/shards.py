@@ -187,9 +187,6 @@ class ShardStream:
         return {"file_index": self._file_index, "position": self._pos}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        if "file_index" not in state:
-            raise DataError("the checkpoint's data position was written by shuffled sampling",
-                            hint="resume with the data.sampling the run was started with")
         file_index, pos = int(state["file_index"]), int(state["position"])
         if not 0 <= file_index < len(self.files) or pos < 0:
             raise DataError(f"data position {(file_index, pos)} does not fit {len(self.files)} shard(s)",

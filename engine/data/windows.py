@@ -91,7 +91,4 @@ class ShuffledRowStream:
         return {"epoch": self.epoch, "row": self.position}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        if "row" not in state:
-            raise DataError("the checkpoint's data position was written by sequential sampling",
-                            hint="resume with the data.sampling the run was started with")
         self.epoch, self.position = int(state["epoch"]), int(state["row"])

@@ -71,6 +71,17 @@ def test_resume_refuses_a_changed_model_shape(tmp_path: Path) -> None:
         _trainer(run_dir, resume=True)
 
 
+@pytest.mark.parametrize(("written", "resumed"), [("shuffled", "sequential"), ("sequential", "shuffled")])
+def test_resume_refuses_a_changed_sampling(tmp_path: Path, written: str, resumed: str) -> None:
+    run_dir = _make_run(tmp_path, "order", "train.num_iterations=2", f"data.sampling='{written}'")
+    _trainer(run_dir).run()
+    config = (run_dir / "config.toml").read_text().replace(f'sampling = "{written}"', f'sampling = "{resumed}"')
+    (run_dir / "config.toml").write_text(config)
+    with pytest.raises(CheckpointError, match=f"written by {written} sampling") as caught:
+        _trainer(run_dir, resume=True)
+    assert "data.sampling the run was started with" in caught.value.hint
+
+
 def test_missing_run_directory(tmp_path: Path) -> None:
     from engine.errors import EngineError
     from engine.pretraining import build_trainer

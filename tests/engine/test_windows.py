@@ -1,4 +1,6 @@
-"""Shuffled training rows (data.sampling = "shuffled"): coverage, rank shares, exact resume, errors."""
+"""Shuffled training rows (data.sampling = "shuffled"): coverage, rank shares, exact resume, errors.
+
+A resume under the other sampling is refused by the trainer (tests/engine/test_pretraining.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.data.shards import ShardStream, write_shard
+from engine.data.shards import write_shard
 from engine.data import windows
 from engine.data.windows import ShuffledRowStream
 from engine.errors import DataError
@@ -58,12 +60,7 @@ def test_resume_from_state_reads_the_same_rows(shard: Path) -> None:
         assert torch.equal(next(resumed)[0], expected[index]), f"draw {index} differs after resume"
 
 
-def test_a_sequential_position_a_tiny_or_a_huge_split_is_refused(shard: Path, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(DataError, match="sequential sampling"):
-        _stream(shard).load_state_dict({"file_index": 0, "position": 0})
-    with pytest.raises(DataError, match="shuffled sampling"):
-        ShardStream([shard], batch_size=64, rank=0, world_size=1).load_state_dict(_stream(shard).state_dict())
+def test_a_tiny_or_a_huge_split_is_refused(shard: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tiny = tmp_path / "tiny.bin"
     write_shard(tiny, list(range(10)))
     with pytest.raises(DataError, match="fewer than one row"):
