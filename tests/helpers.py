@@ -57,3 +57,18 @@ def stop_after_steps(trainer, stop, steps: int | None):
 
     trainer.train_step = step_then_maybe_stop
     return trainer
+
+
+def assert_close_to_float64(got, reference, name: str = "", rel: float = 2e-5) -> None:
+    """fp32 result against a float64 reference, with a tolerance sized to the tensor's magnitude.
+
+    fp32 sums are blocked differently on each CPU (Intel and AMD differ), so an element that is a small
+    difference of large products can be off by a few ulps of the *largest* values involved. The absolute
+    tolerance is therefore `rel` times the reference's largest magnitude, not a fixed number.
+    """
+    import torch
+
+    reference = reference.double()
+    scale = float(reference.abs().max()) or 1.0
+    torch.testing.assert_close(got.double(), reference, rtol=rel, atol=rel * scale,
+                               msg=lambda m: f"{name}: {m} (scale {scale:.3g})")
