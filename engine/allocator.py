@@ -14,6 +14,8 @@ import ctypes
 import ctypes.util
 import sys
 
+from engine.cpu_kernels import enabled
+
 # mallopt parameter numbers from glibc's malloc.h
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -28,11 +30,12 @@ def retain_freed_memory() -> bool:
 
     The cost: memory freed by the process is not returned to the system until it exits, so the
     resident size stays at its peak, which a training process reaches in its first steps anyway.
+    Off with the other CPU kernels (NANOGPT_TUI_CPU_KERNELS=0): then glibc keeps its defaults.
     """
     global _applied
     if _applied:
         return True
-    if not sys.platform.startswith("linux"):
+    if not enabled() or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -14,27 +14,15 @@ from engine.attention import AttentionMask, Window, attend, build_mask, dense_ma
 from engine.config import ModelConfig, next_multiple_of_n
 from engine.fp8 import fp8_linear
 from engine.kv_cache import CacheSlot, KVCache
-from engine.norms import qk_norm_rotary, rms_norm
+from engine.norms import apply_rotary, norm, qk_norm_rotary
 from engine.relu2_mlp import relu2_mlp
-from engine.softcap_loss import softcapped_cross_entropy
+from engine.softcap_loss import cross_entropy_of_logits, softcap, softcapped_cross_entropy
 
 # rotary tables cover this many positions up front and grow when a longer sequence arrives
 DEFAULT_MAX_SEQ_LEN = 4096
 # fixed attention logit scale instead of head_dim**-0.5, as in the seed (QK-norm bounds q.k anyway)
 ATTENTION_SCALE = 0.12
 LOGIT_SOFTCAP = 30.0
-
-
-def cpu_fp32_training(x: Tensor) -> bool:
-    """Whether x is a CPU fp32 activation that needs gradients: where the hand-fused CPU paths apply."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and torch.is_grad_enabled() and x.requires_grad
-
-
-def norm(x: Tensor) -> Tensor:
-    """RMS norm over the last dimension, without a learned scale."""
-    if cpu_fp32_training(x):
-        return rms_norm(x)  # the same maths with a hand-written backward (engine/norms.py)
-    return F.rms_norm(x, (x.size(-1),))
 
 
 def _uniform_init_(weight: Tensor, fan_in: int) -> None:
@@ -97,21 +85,6 @@ class Rotary(nn.Module):
         return self.cos[None, start:end, None, :rotated], self.sin[None, start:end, None, :rotated]
 
 
-def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate x (B, T, H, head_dim) by angles with cos, sin (1, T, 1, r); computed in fp32.
-
-    Dimension i pairs with i + head_dim/2; only the first r pairs rotate (r = cos.size(-1)), the
-    rest have frequency 0 and pass through unchanged: the same result as a full-width rotation
-    with cos = 1 and sin = 0 there, at half the elementwise work (which dominates on CPU).
-    """
-    half, r = x.size(-1) // 2, cos.size(-1)
-    xf = x.float()
-    x1, x2 = xf[..., :r], xf[..., half:half + r]  # 2 x (B, T, H, r)
-    y1 = x1 * cos + x2 * sin
-    y2 = x2 * cos - x1 * sin
-    return torch.cat((y1, xf[..., r:half], y2, xf[..., half + r:]), dim=-1).type_as(x)  # (B, T, H, head_dim)
-
-
 class CausalSelfAttention(nn.Module):
     """Multi-head attention with merged QKV weights, QK-norm, rotary and value embeddings."""
 
@@ -132,14 +105,10 @@ class CausalSelfAttention(nn.Module):
         qkv = F.linear(x, self.qkv_w.flatten(end_dim=1).type_as(x))  # (B, T, 3 * H * head_dim)
         heads = qkv.view(B, T, 3 * self.num_heads, self.head_dim)
         cos, sin = rotary
-        if cpu_fp32_training(qkv):
-            # queries and keys side by side through one fused norm + rotation with a hand-written backward
-            qk = qk_norm_rotary(heads[:, :, :2 * self.num_heads], cos, sin)  # (B, T, 2H, head_dim)
-            q, k = qk.split(self.num_heads, dim=2)
-            v = heads[:, :, 2 * self.num_heads:]
-        else:
-            q, k, v = heads.chunk(3, dim=-2)  # 3 x (B, T, H, head_dim)
-            q, k = apply_rotary(norm(q), cos, sin), apply_rotary(norm(k), cos, sin)
+        # queries and keys side by side through one QK-norm + rotation (engine/norms.py)
+        qk = qk_norm_rotary(heads[:, :, :2 * self.num_heads], cos, sin)  # (B, T, 2H, head_dim)
+        q, k = qk.split(self.num_heads, dim=2)  # 2 x (B, T, H, head_dim)
+        v = heads[:, :, 2 * self.num_heads:]  # (B, T, H, head_dim)
         if ve is not None:
             v = self.lambdas[0] * v + self.lambdas[1] * ve.view_as(v)  # ve (B, T, H * head_dim) -> (B, T, H, head_dim)
         else:
@@ -160,10 +129,7 @@ class MLP(nn.Module):
         self.c_proj = CastedLinear(4 * dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        if cpu_fp32_training(x):
-            # the same maths with a cache-sized backward: the ReLU² passes dominate a CPU step otherwise
-            return relu2_mlp(x, self.c_fc.weight, self.c_proj.weight)
-        return self.c_proj(F.relu(self.c_fc(x)).square())
+        return relu2_mlp(x, self.c_fc.weight, self.c_proj.weight)  # (B, T, D)
 
 
 class Block(nn.Module):
@@ -255,15 +221,13 @@ class GPT(nn.Module):
             for letter in self._attention_window_letters()
         }
         hidden = self._hidden(tokens, self.rotary(0, tokens.size(1)), masks, None)
-        # training on CPU in fp32: the chunked head + loss keeps the vocabulary-sized work in cache.
-        # CUDA keeps the plain path (torch.compile fuses it there, and the FP8 head needs it).
-        if target_seq is not None and cpu_fp32_training(hidden):
-            return softcapped_cross_entropy(hidden, self.lm_head.weight, target_seq, scale=self._logit_scale(hidden),
-                                            cap=LOGIT_SOFTCAP, reduction=reduction, loss_mask=loss_mask)
-        logits = self._logits(hidden)
         if target_seq is None:
-            return logits
-        return self._loss(logits, target_seq, reduction, loss_mask)
+            return self._logits(hidden)
+        if self._fp8_head(hidden):
+            return cross_entropy_of_logits(self._logits(hidden), target_seq, reduction, loss_mask)
+        # head + soft cap + loss in one call: CPU fp32 training takes its chunked kernel there
+        return softcapped_cross_entropy(hidden, self.lm_head.weight, target_seq, scale=self._logit_scale(hidden),
+                                        cap=LOGIT_SOFTCAP, reduction=reduction, loss_mask=loss_mask)
 
     @staticmethod
     def _logit_scale(hidden: Tensor) -> float:
@@ -339,31 +303,14 @@ class GPT(nn.Module):
                 skip_connections.append(x)
         return norm(x)
 
-    def _logits(self, hidden: Tensor) -> Tensor:
-        fp8 = self.use_fp8_head and self.training and hidden.dtype == torch.bfloat16
-        head = fp8_linear(hidden, self.lm_head.weight) if fp8 else self.lm_head(hidden)
-        logits = head.float()  # (B, T, padded_vocab)
-        # soft cap into (0, 30); 30 * sigmoid(z / 7.5) is the seed's shifted 15 * tanh, scaled by sqrt(D)
-        return LOGIT_SOFTCAP * torch.sigmoid(logits / (7.5 * hidden.size(-1) ** 0.5))
+    def _fp8_head(self, hidden: Tensor) -> bool:
+        # FP8 lm_head matmul while training in bf16 (engine.cuda turns it on for sm89+ GPUs)
+        return self.use_fp8_head and self.training and hidden.dtype == torch.bfloat16
 
-    @staticmethod
-    def _loss(logits: Tensor, target_seq: Tensor, reduction: str, loss_mask: Tensor | None) -> Tensor:
-        if reduction not in ("mean", "sum"):
-            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-        flat_logits = logits.view(-1, logits.size(-1))  # (B * T, padded_vocab)
-        targets = target_seq.reshape(-1).long()  # (B * T,)
-        assert targets.numel() == flat_logits.size(0), "target_seq must have the shape of input_seq"
-        if loss_mask is None:
-            return F.cross_entropy(flat_logits, targets, reduction=reduction)
-        keep = loss_mask.reshape(-1)  # (B * T,)
-        assert keep.dtype == torch.bool and keep.numel() == targets.numel(), \
-            "loss_mask must be bool, shaped like target_seq"
-        losses = F.cross_entropy(flat_logits, targets, reduction="none")  # (B * T,)
-        total = torch.where(keep, losses, 0.0).sum()
-        if reduction == "sum":
-            return total
-        # a batch without any masked position gives 0 instead of NaN, so it cannot poison training
-        return total / keep.sum().clamp_min(1)
+    def _logits(self, hidden: Tensor) -> Tensor:
+        head = fp8_linear(hidden, self.lm_head.weight) if self._fp8_head(hidden) else self.lm_head(hidden)
+        # (B, T, padded_vocab) soft-capped into (0, 30), in fp32
+        return softcap(head, scale=self._logit_scale(hidden), cap=LOGIT_SOFTCAP)
 
 
 def create_model(config: ModelConfig | None = None, max_seq_len: int = DEFAULT_MAX_SEQ_LEN) -> GPT:

@@ -21,7 +21,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+from engine.cpu_kernels import applies
 
 
 def _rotate_(y: Tensor, cos: Tensor, sin: Tensor, sign: float) -> None:
@@ -82,11 +85,44 @@ class _QKNormRotary(torch.autograd.Function):
         return _norm_backward(grad_n, n, inv_rms, dot), None, None
 
 
-def qk_norm_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """RMS-normalise x (B, T, heads, head_dim) over head_dim and rotate it by cos, sin (1, T, 1, r)."""
+def fused_qk_norm_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """The hand-written path of `qk_norm_rotary`, whatever the tensor (tests compare it with the plain one)."""
     return _QKNormRotary.apply(x, cos, sin)
 
 
-def rms_norm(x: Tensor) -> Tensor:
-    """x (..., D) normalised to unit RMS over D, without a learned scale; differentiable."""
+def fused_rms_norm(x: Tensor) -> Tensor:
+    """The hand-written path of `norm`, whatever the tensor."""
     return _RMSNorm.apply(x)
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate x (B, T, H, head_dim) by angles with cos, sin (1, T, 1, r); computed in fp32.
+
+    Dimension i pairs with i + head_dim/2; only the first r pairs rotate (r = cos.size(-1)), the
+    rest have frequency 0 and pass through unchanged: the same result as a full-width rotation
+    with cos = 1 and sin = 0 there, at half the elementwise work (which dominates on CPU).
+    """
+    half, r = x.size(-1) // 2, cos.size(-1)
+    xf = x.float()
+    x1, x2 = xf[..., :r], xf[..., half:half + r]  # 2 x (B, T, H, r)
+    y1 = x1 * cos + x2 * sin
+    y2 = x2 * cos - x1 * sin
+    return torch.cat((y1, xf[..., r:half], y2, xf[..., half + r:]), dim=-1).type_as(x)  # (B, T, H, head_dim)
+
+
+def norm(x: Tensor) -> Tensor:
+    """x (..., D) normalised to unit RMS over D, without a learned scale; differentiable."""
+    if applies(x):
+        return _RMSNorm.apply(x)
+    return F.rms_norm(x, (x.size(-1),))
+
+
+def qk_norm_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """RMS-normalise x (B, T, heads, head_dim) over head_dim and rotate it by cos, sin (1, T, 1, r).
+
+    Queries and keys go through together (they sit side by side in the QKV projection); the norm
+    and the rotation both act per head and position, so this equals normalising q and k apart.
+    """
+    if applies(x):
+        return _QKNormRotary.apply(x, cos, sin)
+    return apply_rotary(F.rms_norm(x, (x.size(-1),)), cos, sin)

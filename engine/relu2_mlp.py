@@ -12,7 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+from engine.cpu_kernels import applies
 
 # rows per chunk: 512 x 512 fp32 hidden activations are 1 MiB
 CHUNK_ROWS = 512
@@ -49,7 +52,14 @@ class _Relu2MLP(torch.autograd.Function):
         return grad_x, grad_fc, grad_proj
 
 
-def relu2_mlp(x: Tensor, w_fc: Tensor, w_proj: Tensor) -> Tensor:
-    """relu(x @ w_fc^T)² @ w_proj^T for x (..., D), differentiable in all three."""
+def fused_relu2_mlp(x: Tensor, w_fc: Tensor, w_proj: Tensor) -> Tensor:
+    """The hand-written path of `relu2_mlp`, whatever the tensor (tests compare it with the plain one)."""
     flat = x.reshape(-1, x.size(-1))  # (N, D)
     return _Relu2MLP.apply(flat, w_fc, w_proj).view(*x.shape[:-1], w_proj.size(0))
+
+
+def relu2_mlp(x: Tensor, w_fc: Tensor, w_proj: Tensor) -> Tensor:
+    """relu(x @ w_fc^T)² @ w_proj^T for x (..., D), differentiable in all three; weights cast to x's dtype."""
+    if applies(x):
+        return fused_relu2_mlp(x, w_fc, w_proj)
+    return F.linear(F.relu(F.linear(x, w_fc.type_as(x))).square(), w_proj.type_as(x))
