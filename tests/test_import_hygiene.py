@@ -1,12 +1,47 @@
-"""The layering rule, checked at run time: the engine never pulls in Textual or Rich."""
+"""The layering rule: the engine never pulls in Textual, Rich or the app, checked statically and at run time."""
 
 from __future__ import annotations
 
+import ast
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import engine
+
+FORBIDDEN_IN_ENGINE = ("textual", "rich", "nanogpt_tui")
+
+
+def _imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
+    """Every module an AST imports, anywhere in it (a lazy import inside a function counts too)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+        elif (isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute))
+              and getattr(node.func, "id", getattr(node.func, "attr", "")) == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            found.append((node.lineno, node.args[0].value))  # importlib.import_module("textual...")
+    return found
+
+
+def test_engine_source_never_imports_the_ui_even_lazily() -> None:
+    root = Path(engine.__file__).parent
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for line, module in _imported_modules(tree):
+            if module.split(".")[0] in FORBIDDEN_IN_ENGINE:
+                offenders.append(f"{path.relative_to(root.parent)}:{line} imports {module}")
+    assert not offenders, "the engine must not depend on the app or its UI libraries:\n" + "\n".join(offenders)
+
+
+def test_the_static_check_sees_lazy_imports() -> None:
+    source = "def f():\n    import textual.app\n    from rich import text\n    importlib.import_module('nanogpt_tui.cli')\n"
+    assert [m for _, m in _imported_modules(ast.parse(source))] == ["textual.app", "rich", "nanogpt_tui.cli"]
 
 
 def test_engine_modules_do_not_import_textual_or_rich() -> None:

@@ -15,7 +15,7 @@ import pytest
 SCRIPT = textwrap.dedent("""
     import sys, time
     from engine.trainer import StopSignal
-    stop = StopSignal(debounce_s=0.5)
+    stop = StopSignal(debounce_s=float(sys.argv[2]))
     stop.timeout_s = float(sys.argv[1])
     stop.install()
     print("ready", flush=True)
@@ -28,10 +28,11 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def _start(tmp_path: Path, timeout_s: float) -> subprocess.Popen:
+def _start(tmp_path: Path, timeout_s: float, debounce_s: float = 0.5) -> subprocess.Popen:
     script = tmp_path / "stopper.py"
     script.write_text(SCRIPT)
-    process = subprocess.Popen([sys.executable, str(script), str(timeout_s)], stdout=subprocess.PIPE, text=True,
+    process = subprocess.Popen([sys.executable, str(script), str(timeout_s), str(debounce_s)],
+                               stdout=subprocess.PIPE, text=True,
                                cwd=Path(__file__).resolve().parents[2])
     assert process.stdout.readline().strip() == "ready"
     return process
@@ -49,7 +50,8 @@ def test_second_sigterm_exits_at_once(tmp_path: Path) -> None:
 
 
 def test_a_duplicate_sigterm_within_the_debounce_is_the_same_stop(tmp_path: Path) -> None:
-    process = _start(tmp_path, timeout_s=60)
+    # a debounce far longer than any scheduling delay of a busy host between the two signals
+    process = _start(tmp_path, timeout_s=60, debounce_s=60)
     process.send_signal(signal.SIGTERM)
     assert process.stdout.readline().strip() == "stop requested"
     process.send_signal(signal.SIGTERM)  # after the first was handled, so the kernel cannot merge them
