@@ -61,6 +61,13 @@ class LoadedCheckpoint:
     source_format: str
     hyperparameters: dict[str, Any] | None  # to_dict(Hyperparameters) for our own checkpoints
     notes: list[str] = field(default_factory=list)  # what was inferred or assumed, for the user
+    # each weight's dtype in the file (the model itself is fp32), so writing it again keeps the file's size
+    dtypes: dict[str, Any] = field(default_factory=dict)
+
+    def stored_state_dict(self) -> dict[str, Any]:
+        """The model's weights in the dtypes the source file held them in (bf16 embeddings stay bf16)."""
+        return {key: tensor.to(self.dtypes.get(key, tensor.dtype))
+                for key, tensor in self.model.state_dict().items()}
 
     @property
     def context_length(self) -> int:
@@ -147,9 +154,18 @@ def build_model(config: ModelConfig, state_dict: dict[str, Any], source: str) ->
     return model.float().eval()
 
 
+def stored_dtypes(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """Each tensor's dtype by its key without the `_orig_mod.` prefix."""
+    return {key: value.dtype for key, value in strip_prefix(state_dict).items() if hasattr(value, "dtype")}
+
+
 def load_model(path: str | Path, *, trust_pickle: bool = False) -> LoadedCheckpoint:
-    """Read any supported checkpoint and build its model; CheckpointError for anything else."""
+    """Read any supported checkpoint (or a safetensors export folder) and build its model; CheckpointError otherwise."""
     path = Path(path)
+    if path.is_dir():
+        from engine.export.safetensors_io import load_export
+
+        return load_export(path)
     data = read_checkpoint_file(path, trust_pickle=trust_pickle)
     kind = detect_format(data, str(path))
     notes: list[str] = []
@@ -165,7 +181,8 @@ def load_model(path: str | Path, *, trust_pickle: bool = False) -> LoadedCheckpo
         if not isinstance(payload, dict):
             raise CheckpointError(f"{path} has no tokenizer description", hint="the checkpoint may be damaged")
         model = build_model(config, data["model"], str(path))
-        return LoadedCheckpoint(path, model, config, payload, int(data.get("step", 0)), OURS, hyperparameters, notes)
+        return LoadedCheckpoint(path, model, config, payload, int(data.get("step", 0)), OURS, hyperparameters, notes,
+                                stored_dtypes(data["model"]))
     state_dict = data["model"] if kind == ORIGINAL else data["model_state_dict"]
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"{path}: the model weights are a {type(state_dict).__name__}, expected a dictionary")
@@ -173,7 +190,7 @@ def load_model(path: str | Path, *, trust_pickle: bool = False) -> LoadedCheckpo
     model = build_model(config, state_dict, str(path))
     step = data.get("step", 0)
     return LoadedCheckpoint(path, model, config, {"kind": "gpt2"}, step if isinstance(step, int) else 0,
-                            kind, None, notes + inferred)
+                            kind, None, notes + inferred, stored_dtypes(state_dict))
 
 
 @dataclass(frozen=True)
@@ -200,7 +217,8 @@ def hyperparameters_for(loaded: LoadedCheckpoint) -> Hyperparameters:
 
 def import_checkpoint(path: str | Path, name: str | None = None, *, trust_pickle: bool = False,
                       root: Path | None = None) -> ImportResult:
-    """Convert a checkpoint into our format in a new run directory of kind "import" (finished)."""
+    """Convert a checkpoint (or a safetensors export folder) into our format in a new run directory of kind
+    "import" (finished); every weight keeps the dtype it had in the source."""
     from engine import paths
     from engine.runs import write_json
 
@@ -224,7 +242,7 @@ def import_checkpoint(path: str | Path, name: str | None = None, *, trust_pickle
             run_dir = root / f"{name}-{suffix}"
     now = time.time()
     payload = {
-        "model": loaded.model.state_dict(), "optimizers": [], "config": to_dict(hp),
+        "model": loaded.stored_state_dict(), "optimizers": [], "config": to_dict(hp),
         "tokenizer": loaded.tokenizer_payload, "data_position": None, "tokens_seen": 0, "train_time_s": 0.0,
         "kind": "import", "parent": str(path.resolve()),
     }
