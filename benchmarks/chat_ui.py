@@ -77,9 +77,10 @@ def make_checkpoint(runs_root: Path, quick: bool) -> Path:
 
 
 def checkpoint_entry(path: Path) -> CheckpointEntry:
-    from engine.checkpoint import read_sidecar
+    from engine.runs.protocol import read_sidecar
 
-    return CheckpointEntry(path, path.parent.parent.name, read_sidecar(path) or {})
+    meta, _ = read_sidecar(path)
+    return CheckpointEntry(path, (meta or {}).get("step", 0), meta or {}, path.parent.parent.name)
 
 
 class RawEngine:
@@ -129,7 +130,7 @@ async def measure(entry: CheckpointEntry, runs_root: Path, raw: RawEngine, round
     from nanogpt_tui.app import LocalEngine, NanoGPTApp
     from nanogpt_tui.screens.chat import ChatScreen
     from nanogpt_tui.screens.checkpoints import open_checkpoint_in
-    from nanogpt_tui.settings import Settings
+    from engine.settings import Settings
     from nanogpt_tui.widgets.message import ChatMessage, PromptArea
     from nanogpt_tui.widgets.slider import Slider
 

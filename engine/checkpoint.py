@@ -12,12 +12,12 @@ import pickle
 import time
 import types
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_write, atomic_write_text
 from engine.errors import CheckpointError
+from engine.runs.protocol import CheckpointEntry, list_checkpoint_files
 
 FORMAT_VERSION = 1
 ORIGINAL_PREFIX = "_orig_mod."
@@ -177,39 +177,11 @@ def load_checkpoint(model: Any, checkpoint_path: str | Path, map_location: str =
     return data
 
 
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """What a sidecar says about a checkpoint; reading it never touches the weights."""
-
-    path: Path
-    step: int
-    meta: dict[str, Any]
-
-    @property
-    def val_loss(self) -> float | None:
-        return self.meta.get("val_loss")
-
-
-def read_sidecar(pt_path: Path) -> dict[str, Any] | None:
-    try:
-        meta = json.loads(pt_path.with_suffix(".json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
-def list_checkpoints(directory: Path) -> list[CheckpointInfo]:
+def list_checkpoints(directory: Path) -> list[CheckpointEntry]:
     """Complete checkpoints (a .pt with its sidecar) in step order; temp files are never listed."""
-    found = []
-    for pt_path in sorted(Path(directory).glob("step_*.pt")):
-        meta = read_sidecar(pt_path)
-        if meta is None or not isinstance(meta.get("step"), int):
-            continue
-        found.append(CheckpointInfo(pt_path, meta["step"], meta))
-    return sorted(found, key=lambda info: info.step)
+    return list_checkpoint_files(directory)[0]
 
 
-def latest_checkpoint(directory: Path) -> CheckpointInfo | None:
+def latest_checkpoint(directory: Path) -> CheckpointEntry | None:
     checkpoints = list_checkpoints(directory)
     return checkpoints[-1] if checkpoints else None
-

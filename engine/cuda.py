@@ -263,7 +263,7 @@ def environment_record(caps: DeviceCapabilities, fast_paths: FastPaths, world_si
 
 def write_environment(run_dir: Path, record: dict[str, Any]) -> Path:
     """Write `<run>/environment.json` atomically (rank 0 only calls this)."""
-    from engine.runs import write_json
+    from engine.runs.protocol import write_json
 
     path = run_dir / "environment.json"
     write_json(path, record)

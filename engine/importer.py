@@ -220,7 +220,7 @@ def import_checkpoint(path: str | Path, name: str | None = None, *, trust_pickle
     """Convert a checkpoint (or a safetensors export folder) into our format in a new run directory of kind
     "import" (finished); every weight keeps the dtype it had in the source."""
     from engine import paths
-    from engine.runs import write_json
+    from engine.runs.protocol import write_json
 
     path = Path(path)
     loaded = load_model(path, trust_pickle=trust_pickle)

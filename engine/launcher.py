@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from engine.runs import STOP_REQUEST, TERMINAL_STATES, read_json, update_status
+from engine.runs.protocol import (
+    COMMAND_FILE, LOG_FILE, STATUS_FILE, STOP_REQUEST, TERMINAL_STATES, read_json, update_status,
+)
 
 
 def _last_lines(path: Path, count: int = 5) -> str:
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", required=True, type=Path)
     args = parser.parse_args(argv)
     run_dir: Path = args.run_dir
-    command = json.loads((run_dir / "command.json").read_text())["command"]
+    command = json.loads((run_dir / COMMAND_FILE).read_text())["command"]
     child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     while True:
         try:
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         except InterruptedError:
             continue
-    status = read_json(run_dir / "status.json")
+    status = read_json(run_dir / STATUS_FILE)
     if status.get("pid") not in (None, os.getpid()):
         return 0  # the run was launched again after our worker ended: its status is not ours to write
     if status.get("state") not in TERMINAL_STATES and (run_dir / STOP_REQUEST).exists():
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                       message="stopped while starting; the newest checkpoint is unchanged")
     elif status.get("state") not in TERMINAL_STATES:
         reason = f"exit code {exit_code}" if exit_code >= 0 else f"killed by signal {-exit_code}"
-        tail = _last_lines(run_dir / "train.log")
+        tail = _last_lines(run_dir / LOG_FILE)
         update_status(run_dir, state="failed", exit_code=exit_code, ended_at=time.time(),
                       message=f"training process ended without finishing ({reason})" + (f": {tail}" if tail else ""))
     else:

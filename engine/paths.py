@@ -1,4 +1,8 @@
-"""Where nanogpt-tui keeps its data, config and cache; NANOGPT_TUI_HOME overrides all of them."""
+"""Where nanogpt-tui keeps its data, config and cache; NANOGPT_TUI_HOME overrides all of them.
+
+The data root follows one rule for the app and the CLI: NANOGPT_TUI_HOME (its `data` folder),
+then `data_dir` in settings.toml, then the platform's data directory.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +13,32 @@ from pathlib import Path
 from engine.errors import ConfigError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+HOME_ENV = "NANOGPT_TUI_HOME"
 
 
 def _home_override() -> Path | None:
-    value = os.environ.get("NANOGPT_TUI_HOME")
+    value = os.environ.get(HOME_ENV)
     return Path(value).expanduser() if value else None
 
 
-def data_dir() -> Path:
-    """Runs, imported checkpoints and datasets live here."""
+def data_dir(setting: str | None = None) -> Path:
+    """Runs, imported checkpoints and datasets live here (ConfigError when settings.toml is wrong)."""
+    return data_dir_and_source(setting)[0]
+
+
+def data_dir_and_source(setting: str | None = None) -> tuple[Path, str]:
+    """The data root and what chose it; `setting` is settings.toml's data_dir when the caller has read it."""
     home = _home_override()
     if home is not None:
-        return home / "data"
+        return home / "data", f"${HOME_ENV}"
+    from engine.settings import load_settings, settings_path
+
+    chosen = load_settings().data_dir if setting is None else setting
+    if chosen:
+        return Path(chosen).expanduser(), f"data_dir in {settings_path()}"
     import platformdirs
 
-    return Path(platformdirs.user_data_dir("nanogpt-tui", appauthor=False))
+    return Path(platformdirs.user_data_dir("nanogpt-tui", appauthor=False)), "the platform default"
 
 
 def config_dir() -> Path:

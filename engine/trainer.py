@@ -27,7 +27,7 @@ from engine.cuda import (choose_fast_paths, compile_for_training, detect_capabil
 from engine.distributed import DistContext, all_reduce_mean_, any_rank, shutdown
 from engine.errors import CheckpointError, EngineError
 from engine.metrics import MetricsWriter
-from engine.runs import STOP_REQUEST, update_status
+from engine.runs.protocol import STOP_REQUEST, update_status
 from engine.stopping import StopSignal
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,10 @@ class Trainer:
 
     def set_status(self, **fields: Any) -> None:
         if self.ctx.is_main:
-            update_status(self.run_dir, step=self.step, total_steps=self.hp.train.num_iterations, **fields)
+            # progress follows whichever bound (steps or the time budget) ends the run, so viewers can too
+            update_status(self.run_dir, step=self.step, total_steps=self.hp.train.num_iterations,
+                          progress=round(self.progress(), 4), time_budget_s=self.hp.train.time_budget_s,
+                          train_time_s=round(self.train_time_s, 3), **fields)
 
     def finished(self) -> bool:
         return self.step >= self.hp.train.num_iterations or self.progress() >= 1.0
@@ -306,7 +309,8 @@ class Trainer:
             self.tokens_seen += tokens_per_step
             if self.periodic(r.log_every) or self.step == 1 or self.finished():
                 self.report("train", loss=round(loss, 5), lr=round(self.last_multiplier, 5), tokens=self.tokens_seen,
-                            tokens_per_s=round(tokens_per_step / elapsed, 1), step_time_ms=round(elapsed * 1000, 2))
+                            tokens_per_s=round(tokens_per_step / elapsed, 1), step_time_ms=round(elapsed * 1000, 2),
+                            progress=round(self.progress(), 4))
                 if self.ctx.is_main:
                     print(f"step:{self.step}/{total} train_loss:{loss:.4f} train_time:{self.train_time_s * 1000:.0f}ms "
                           f"step_avg:{self.step_avg_ms():.2f}ms", flush=True)

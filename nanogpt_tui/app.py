@@ -16,16 +16,17 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.theme import Theme
 
+from engine import paths
 from engine.errors import ConfigError, EngineError
 from nanogpt_tui.model_service import LocalModels, ModelEngine
 from nanogpt_tui.screens.help import HelpScreen
 from nanogpt_tui.screens.runs import RunsScreen
-from nanogpt_tui.settings import Settings, load_settings, save_settings, settings_path
+from engine.settings import Settings, load_settings, save_settings, settings_path
 
 if TYPE_CHECKING:
     from engine.config import Hyperparameters
     from engine.metrics import MetricsReader
-    from engine.runs import RunInfo, RunManager
+    from engine.runs import RunInfo, RunManager, Workspace
 
 # set by benchmarks/tui.py: the app exits as soon as its first frame is on screen
 EXIT_AFTER_FIRST_FRAME_ENV = "NANOGPT_TUI_EXIT_AFTER_FIRST_FRAME"
@@ -53,17 +54,24 @@ class Engine(ModelEngine, Protocol):
 
 
 class LocalEngine(LocalModels):
-    """The real engine over a runs folder; its modules are imported on first use, after the first frame."""
+    """The app's adapter over the engine workspace (the CLI's too); modules load on first use, after the first frame."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._manager: RunManager | None = None
+    def __init__(self, root: Path | None = None) -> None:
+        # the runs folder; None follows the one data-root rule (NANOGPT_TUI_HOME, settings.toml, platform)
+        self.root = Path(root) if root is not None else paths.runs_dir()
+        self._workspace: Workspace | None = None
+
+    @property
+    def workspace(self) -> Workspace:
+        if self._workspace is None:
+            from engine.runs.workspace import Workspace
+
+            self._workspace = Workspace(self.root.parent, runs=self.new_manager())
+        return self._workspace
 
     @property
     def manager(self) -> RunManager:
-        if self._manager is None:
-            self._manager = self.new_manager()
-        return self._manager
+        return self.workspace.runs
 
     def new_manager(self) -> RunManager:
         from engine.runs import RunManager
@@ -171,7 +179,7 @@ class NanoGPTApp(App[None]):
     def __init__(self, engine: Engine | None = None, settings: Settings | None = None, *,
                  clock: Callable[[], float] = time.time, exit_after_first_frame: bool = False) -> None:
         self.settings = settings if settings is not None else load_settings()
-        self.engine: Engine = engine if engine is not None else LocalEngine(self.settings.runs_root())
+        self.engine: Engine = engine if engine is not None else LocalEngine(paths.data_dir(self.settings.data_dir) / "runs")
         # wall clock for durations of running runs; tests fix it so snapshots do not change
         self.clock = clock
         self._exit_after_first_frame = exit_after_first_frame

@@ -1,8 +1,9 @@
 """What the checkpoints, evaluate and chat screens need from the engine, and its local implementation.
 
-Listing reads only the `.json` sidecars and `config.toml` files, never weights. Loading a model,
-evaluating and generating import torch inside the call, so a worker pays for it and the app's
-first frame never does.
+The local implementation is a thin adapter over engine.runs.Workspace (the same object the CLI
+uses): listing, resolving, deleting and planning are decided there. Loading a model, evaluating
+and generating import torch inside the call, so a worker pays for it and the app's first frame
+never does.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.atomic import atomic_write_text
-from engine.errors import CheckpointError, DataError
+from engine.errors import DataError
+from engine.runs.protocol import SEED_FINETUNE_FORMAT, CheckpointEntry
 
 if TYPE_CHECKING:
     import threading
@@ -25,40 +27,8 @@ if TYPE_CHECKING:
     from engine.evaluate import EvalReport
     from engine.generate import Generator
     from engine.importer import ImportResult
-    from engine.runs import RunInfo
+    from engine.runs import RunInfo, Workspace
 
-# sidecar kinds of checkpoints whose model was trained to answer (the rest continue text)
-FINETUNED_KINDS = frozenset({"finetune"})
-SEED_FINETUNE_FORMAT = "seed-finetune"
-
-
-@dataclass(frozen=True)
-class CheckpointEntry:
-    """One checkpoint as its sidecar describes it; `run` is its run directory's name."""
-
-    path: Path
-    run: str
-    meta: Mapping[str, Any]
-
-    @property
-    def step(self) -> int:
-        return int(self.meta.get("step", 0))
-
-    @property
-    def kind(self) -> str:
-        return str(self.meta.get("kind") or "pretrain")
-
-    @property
-    def label(self) -> str:
-        return f"{self.run} @ {self.step}"
-
-    @property
-    def finetuned(self) -> bool:
-        return self.kind in FINETUNED_KINDS or self.meta.get("source_format") == SEED_FINETUNE_FORMAT
-
-    def number(self, key: str) -> float | None:
-        value = self.meta.get(key)
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 @dataclass
@@ -129,20 +99,14 @@ def conversation_document(messages: Sequence[Mapping[str, str]]) -> dict[str, An
 
 
 class LocalModels:
-    """ModelEngine over the runs folder `self.root` (mixed into the app's LocalEngine)."""
+    """ModelEngine over `self.workspace` (mixed into the app's LocalEngine)."""
 
     root: Path
+    workspace: Workspace
 
     def list_checkpoints(self) -> list[CheckpointEntry]:
         """Every complete checkpoint of every run, newest run first, steps in order; sidecars only."""
-        from engine.checkpoint import list_checkpoints
-
-        if not self.root.is_dir():
-            return []
-        runs = [d for d in self.root.iterdir() if (d / "checkpoints").is_dir()]
-        runs.sort(key=_created_at, reverse=True)
-        return [CheckpointEntry(info.path, run.name, info.meta)
-                for run in runs for info in list_checkpoints(run / "checkpoints")]
+        return self.workspace.checkpoints.list()
 
     def checkpoint_config(self, entry: CheckpointEntry) -> str:
         """The run's config.toml as text, or the sidecar's model section when the run has none."""
@@ -154,24 +118,13 @@ class LocalModels:
             return "[model]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in (model or {}).items())
 
     def delete_checkpoint(self, entry: CheckpointEntry) -> None:
-        """Remove the weights and the sidecar (sidecar first, so no listing ever shows a half-deleted one)."""
-        from engine.runs import pid_alive
-
-        status = _read_json(entry.path.parent.parent / "status.json")
-        pid = status.get("pid")
-        if status.get("state") == "running" and isinstance(pid, int) and pid_alive(pid):
-            raise CheckpointError(f"run {entry.run} is running and may still resume from {entry.path.name}",
-                                  hint="stop the run before deleting its checkpoints")
-        try:
-            entry.path.with_suffix(".json").unlink(missing_ok=True)
-            entry.path.unlink(missing_ok=True)
-        except OSError as err:
-            raise CheckpointError(f"could not delete {entry.path}: {err.strerror or err}") from err
+        self.workspace.delete_checkpoint(entry)
 
     def import_checkpoint(self, path: str, name: str | None, *, trust_pickle: bool = False) -> ImportResult:
         from engine.importer import import_checkpoint
 
-        return import_checkpoint(Path(path).expanduser(), name or None, trust_pickle=trust_pickle, root=self.root)
+        return import_checkpoint(Path(path).expanduser(), name or None, trust_pickle=trust_pickle,
+                                 root=self.workspace.runs_root)
 
     def check_conversations(self, path: str) -> ConversationReport:
         from engine.data.conversations import read_conversations
@@ -229,7 +182,7 @@ class LocalModels:
         """Write the conversation as fine-tuning JSON (the default folder is <data dir>/conversations)."""
         document = conversation_document(messages)
         target = Path(path).expanduser() if path else (
-            self.root.parent / "conversations" / f"chat-{time.strftime('%Y%m%d-%H%M%S')}.json")
+            self.workspace.conversations_dir / f"chat-{time.strftime('%Y%m%d-%H%M%S')}.json")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(target, json.dumps(document, indent=1, ensure_ascii=False) + "\n")
@@ -237,15 +190,3 @@ class LocalModels:
             raise DataError(f"could not write {target}: {err.strerror or err}") from err
         return target
 
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _created_at(run_dir: Path) -> float:
-    created = _read_json(run_dir / "run.json").get("created_at")
-    return float(created) if isinstance(created, (int, float)) else 0.0

@@ -39,13 +39,13 @@ def cmd_fineweb(args: argparse.Namespace) -> int:
 def resolve_tokenizer(spec: str) -> Any:
     """"gpt2", a folder holding a saved tokenizer (or a run folder), or the name of a run."""
     from engine.data.tokenizer import gpt2_tokenizer, load_tokenizer
-    from engine.runs import RunManager
+    from engine.runs import Workspace
 
     if spec == "gpt2":
         return gpt2_tokenizer()
     path = Path(spec).expanduser()
     if not path.is_dir():
-        path = RunManager().run_dir(spec)
+        path = Workspace().runs.run_dir(spec)
         if not path.is_dir():
             raise DataError(f"no run or tokenizer folder named {spec!r}",
                             hint="use --tokenizer gpt2, a run name (see: nanogpt-tui runs) or a tokenizer folder")

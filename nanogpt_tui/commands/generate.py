@@ -44,9 +44,9 @@ def load_generator(args: argparse.Namespace) -> tuple[Any, Any]:
     """(Generator, LoadedCheckpoint) for the chosen checkpoint; says on stderr which one and what was assumed."""
     from engine.generate import Generator
     from engine.importer import load_model
-    from engine.resolve import resolve_checkpoint
+    from engine.runs import Workspace
 
-    resolved = resolve_checkpoint(args.checkpoint)
+    resolved = Workspace().resolve_checkpoint(args.checkpoint)
     print(f"checkpoint: {resolved.description}", file=sys.stderr)
     if args.trust_pickle:
         print("warning: --trust-pickle lets this file run code while it loads", file=sys.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from engine.runs import RunInfo, RunManager
+from engine.runs import RunInfo, Workspace
 
 
 def _fmt(value: float | None, spec: str = ".4f") -> str:
@@ -14,12 +14,14 @@ def _fmt(value: float | None, spec: str = ".4f") -> str:
 
 def format_run(run: RunInfo) -> str:
     started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.started_at)) if run.started_at else "-"
-    return (f"{run.name:<36} {run.kind:<9} {run.state:<9} {run.step:>6}/{run.total_steps:<6} "
+    line = (f"{run.name:<36} {run.kind:<9} {run.state:<9} {run.steps_label:>13} "
             f"loss {_fmt(run.last_loss)}  val {_fmt(run.last_val_loss)}  {started}")
+    return "".join([line, *(f"\n  notice: {problem}" for problem in run.problems)])
+
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    runs = RunManager().list_runs()
+    runs = Workspace().runs.list_runs()
     if not runs:
         print("no runs yet: start one with  nanogpt-tui train")
         return 0
@@ -29,13 +31,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    RunManager().stop(args.name)
+    Workspace().runs.stop(args.name)
     print(f"asked {args.name} to save a checkpoint and stop")
     return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    manager = RunManager()
+    manager = Workspace().runs
     manager.get(args.name)
     if not args.yes:
         answer = input(f"delete run {args.name} and all its checkpoints? [y/N] ")

@@ -7,7 +7,7 @@ import time
 
 from engine.config import DEFAULT_PRESET, Hyperparameters, apply_overrides, load_toml, preset
 from engine.errors import RunError
-from engine.runs import TERMINAL_STATES, RunInfo, RunManager
+from engine.runs import TERMINAL_STATES, RunInfo, RunManager, Workspace
 
 
 def resolve_config(args: argparse.Namespace) -> Hyperparameters:
@@ -59,7 +59,7 @@ def follow(manager: RunManager, name: str) -> RunInfo:
 
 
 def report_end(info: RunInfo) -> int:
-    print(f"{info.name}: {info.state} at step {info.step}/{info.total_steps}"
+    print(f"{info.name}: {info.state} at step {info.steps_label}"
           + (f" — {info.message}" if info.message else ""))
     if info.state == "stopped":
         print(f"resume with: nanogpt-tui train --resume {info.name}")
@@ -70,7 +70,7 @@ def report_end(info: RunInfo) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    manager = RunManager()
+    manager = Workspace().runs
     if args.resume:
         info = manager.resume(args.resume)
     else:

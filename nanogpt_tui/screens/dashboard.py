@@ -26,6 +26,7 @@ FOLLOW_INTERVAL_S = 0.25
 STATUS_EVERY_TICKS = 4
 GPU_POLL_S = 2.0
 FAILED_LOG_LINES = 8
+PROGRESS_UNITS = 1000  # the bar counts thousandths of the run, whichever bound (steps, time) ends it
 
 
 class DashboardScreen(AppScreen[None]):
@@ -160,7 +161,8 @@ class DashboardScreen(AppScreen[None]):
 
     def _outcome_text(self, info: RunInfo) -> str:
         if info.state == "finished":
-            return f"Finished at step {info.step}."
+            ended = " (its time budget ended it)" if info.ended_by_time else ""
+            return f"Finished at step {info.step}{ended}."
         if info.state == "stopped":
             return f"Stopped at step {info.step}; press r to resume from its last checkpoint."
         if info.state != "failed":
@@ -174,14 +176,24 @@ class DashboardScreen(AppScreen[None]):
         if info is None:
             return
         step = max(info.step, snap.step if snap else 0)
+        running = info.state == "running"
+        elapsed = self.nanogpt.clock() - info.started_at if running and info.started_at is not None else None
+        # the bar follows whichever bound ends the run: steps, or the time budget
+        fraction = max(info.fraction, step / info.total_steps if info.total_steps else 0.0)
+        if running and snap is not None and snap.progress is not None:
+            fraction = max(fraction, snap.progress)
+        elif running and self._time_budget_s and elapsed is not None:
+            # a trainer that does not record its progress: the wall clock since the start bounds it
+            fraction = max(fraction, elapsed / self._time_budget_s)
+        fraction = min(1.0, fraction)
         bar = self.query_one(ProgressBar)
-        if (bar.total, bar.progress) != (info.total_steps or None, step):
-            bar.update(total=info.total_steps or None, progress=step)
+        if (bar.total, bar.progress) != (PROGRESS_UNITS, round(fraction * PROGRESS_UNITS)):
+            bar.update(total=PROGRESS_UNITS, progress=round(fraction * PROGRESS_UNITS))
         eta = "—"
-        if info.state == "running" and snap is not None and snap.step_time_ms and info.total_steps:
+        if running and snap is not None and snap.step_time_ms and info.total_steps:
             seconds = max(0, info.total_steps - step) * snap.step_time_ms / 1000
-            if self._time_budget_s and info.started_at is not None:
-                seconds = min(seconds, max(0.0, self._time_budget_s - (self.nanogpt.clock() - info.started_at)))
+            if self._time_budget_s and elapsed is not None:
+                seconds = min(seconds, max(0.0, self._time_budget_s - elapsed))
             eta = fmt.duration(seconds)
         total = f"/{info.total_steps}" if info.total_steps else ""
         self._show("#eta", f"step {step}{total} · ETA {eta}")

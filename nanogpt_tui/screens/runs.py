@@ -123,14 +123,13 @@ class RunsScreen(AppScreen[None]):
 
     def _cells(self, row: RunRow, now: float) -> tuple[object, ...]:
         run = row.info
-        total = f"/{run.total_steps}" if run.total_steps else ""
         return (
             MARK if run.name in self._marked else "",
             run.name,
             run.kind,
             run.preset,
             Text(run.state, style=fmt.STATE_STYLES.get(run.state, "")),
-            f"{run.step}{total}",
+            run.steps_label,
             fmt.loss(run.last_loss),
             fmt.loss(run.last_val_loss),
             fmt.rate(run.tokens_per_s),

@@ -86,6 +86,8 @@ class SeriesSnapshot:
     sample_step: int | None
     # mean of the recent step times, for the ETA
     step_time_ms: float | None
+    # the trainer's fraction done by whichever bound (steps, time budget) ends the run
+    progress: float | None = None
 
 
 class RunSeries:
@@ -136,6 +138,7 @@ class RunSeries:
             sample=self._sample.get("text", ""),
             sample_step=self._sample.get("step"),
             step_time_ms=sum(self._step_times) / len(self._step_times) if self._step_times else None,
+            progress=float(value) if is_number(value := self._latest_train.get("progress")) else None,
         )
 
 

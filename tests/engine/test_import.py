@@ -24,7 +24,7 @@ from engine.importer import (
     window_pattern_for,
 )
 from engine.model import GPT, create_model
-from engine.resolve import resolve_checkpoint
+from engine.runs import Workspace
 from engine.runs import RunManager
 from tests.engine.test_generate import one_thread  # noqa: F401 (fixture)
 
@@ -96,7 +96,7 @@ def test_import_registers_a_finished_run_beside_the_users_runs(tmp_path: Path) -
     assert [(r.name, r.kind, r.state, r.step) for r in runs] == [("seed-import", "import", "finished", 300)]
     sidecar = json.loads(result.checkpoint.with_suffix(".json").read_text())
     assert sidecar["kind"] == "import" and sidecar["source_format"] == ORIGINAL and sidecar["step"] == 300
-    resolved = resolve_checkpoint("seed-import")
+    resolved = Workspace().resolve_checkpoint("seed-import")
     assert resolved.path == result.checkpoint and resolved.step == 300
     reloaded = load_model(result.checkpoint)
     assert reloaded.source_format == OURS and reloaded.config == ORIGINAL_TINY
@@ -196,17 +196,17 @@ def test_config_and_weights_that_disagree_raise_a_checkpoint_error(tmp_path: Pat
 
 def test_resolve_by_path_run_name_and_newest(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no run"):
-        resolve_checkpoint(None)
+        Workspace().resolve_checkpoint(None)
     model = original_model()
     source = write_original(tmp_path / "logs" / "run1" / "state_step000100.pt", model, step=100)
     write_original(tmp_path / "logs" / "run1" / "state_step000200.pt", model, step=200)
-    assert resolve_checkpoint(source).path == source
-    assert resolve_checkpoint(tmp_path / "logs" / "run1").step == 200, "a folder resolves to its newest checkpoint"
+    assert Workspace().resolve_checkpoint(source).path == source
+    assert Workspace().resolve_checkpoint(tmp_path / "logs" / "run1").step == 200, "a folder resolves to its newest checkpoint"
     import_checkpoint(source, "older")
     time.sleep(0.01)
     import_checkpoint(tmp_path / "logs" / "run1" / "state_step000200.pt", "newer")
-    newest = resolve_checkpoint(None)
+    newest = Workspace().resolve_checkpoint(None)
     assert newest.run == "newer" and newest.step == 200 and "newest run" in newest.description
-    assert resolve_checkpoint("older").step == 100
+    assert Workspace().resolve_checkpoint("older").step == 100
     with pytest.raises(RunError, match="neither"):
-        resolve_checkpoint("no-such-run")
+        Workspace().resolve_checkpoint("no-such-run")

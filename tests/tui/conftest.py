@@ -17,7 +17,7 @@ from textual.pilot import Pilot
 from engine.config import preset, save_toml
 from engine.runs import RunInfo, RunManager, update_status
 from nanogpt_tui.app import LocalEngine, NanoGPTApp
-from nanogpt_tui.settings import Settings
+from engine.settings import Settings
 
 # a fixed "now" for snapshots: 2025-01-02 12:00 UTC
 FIXED_NOW = 1735819200.0

@@ -80,11 +80,11 @@ def save_tiny_checkpoint(runs_root: Path, run: str = "tiny", *, step: int = 10, 
 
 
 def entry_for(path: Path) -> CheckpointEntry:
-    from engine.checkpoint import read_sidecar
+    from engine.runs.protocol import read_sidecar
 
-    meta = read_sidecar(path)
-    assert meta is not None, f"{path} has no sidecar"
-    return CheckpointEntry(path, path.parent.parent.name, meta)
+    meta, problem = read_sidecar(path)
+    assert meta is not None, f"{path} has no usable sidecar: {problem}"
+    return CheckpointEntry(path, meta["step"], meta, path.parent.parent.name)
 
 
 class ScriptedGenerator:

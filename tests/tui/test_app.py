@@ -9,7 +9,7 @@ import textwrap
 from nanogpt_tui.app import NanoGPTApp
 from nanogpt_tui.screens.help import HelpScreen
 from nanogpt_tui.screens.runs import RunsScreen
-from nanogpt_tui.settings import load_settings
+from engine.settings import load_settings
 from tests.tui.conftest import wait_for
 
 

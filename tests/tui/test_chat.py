@@ -14,7 +14,7 @@ from nanogpt_tui.app import NanoGPTApp
 from nanogpt_tui.messages import POST_EVERY_S
 from nanogpt_tui.screens.chat import ChatScreen
 from nanogpt_tui.screens.checkpoints import open_checkpoint_in
-from nanogpt_tui.settings import Settings
+from engine.settings import Settings
 from nanogpt_tui.widgets.message import ChatMessage, ChatNotice, PromptArea
 from nanogpt_tui.widgets.slider import Slider
 from tests.tui.conftest import FIXED_NOW, FakeEngine, wait_for

@@ -18,7 +18,7 @@ from nanogpt_tui.screens.dashboard import DashboardScreen
 from nanogpt_tui.screens.evaluate import EvaluateScreen
 from nanogpt_tui.screens.finetune_form import FinetuneFormScreen, parse_settings
 from nanogpt_tui.screens.import_form import ImportFormScreen, path_problem
-from nanogpt_tui.settings import Settings
+from engine.settings import Settings
 from nanogpt_tui.widgets.slider import Slider
 from tests.tui.conftest import FIXED_NOW, FakeEngine, dead_pid, wait_for
 from tests.tui.model_fixtures import FixedEvalEngine, ScriptedEngine, ScriptedGenerator, save_tiny_checkpoint

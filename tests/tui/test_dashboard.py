@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from textual.widgets import ProgressBar, Static
 
 from nanogpt_tui.screens.dashboard import DashboardScreen
@@ -38,7 +40,8 @@ async def test_picks_up_appended_lines(make_app, runs_root: Path) -> None:
             handle.write('{"t": 1, "step": 16, "kind": "tr')  # a torn line still being written
         await wait_for(pilot, lambda: "step 15/100" in text_of(app, "#eta"), what="step 15")
         assert f"loss  {8.0 * 0.97**15 + 1.5:.3f}" in text_of(app, "#stats")
-        assert app.screen.query_one(ProgressBar).progress == 15
+        bar = app.screen.query_one(ProgressBar)
+        assert bar.percentage == pytest.approx(30 / 180, abs=1e-3), "30 s of the 180 s budget is ahead of 15/100 steps"
         plot = screen.query_one(LossPlot)
         assert plot._curves["train"].steps[-1] == 15 and plot._curves["val"].steps == (15,)
         with open(run_dir / "metrics.jsonl", "a") as handle:

@@ -16,7 +16,7 @@ from nanogpt_tui.messages import POST_EVERY_S
 from nanogpt_tui.model_service import EvaluationCancelled, LoadedModel
 from nanogpt_tui.screens.checkpoints import open_checkpoint_in
 from nanogpt_tui.screens.evaluate import EvaluateScreen, SampleView
-from nanogpt_tui.settings import Settings
+from engine.settings import Settings
 from nanogpt_tui.widgets.slider import Slider
 from tests.tui.conftest import FIXED_NOW, FakeEngine, wait_for
 from tests.tui.model_fixtures import (

@@ -12,7 +12,7 @@ from nanogpt_tui.app import LocalEngine, NanoGPTApp
 from nanogpt_tui.screens.dashboard import DashboardScreen
 from nanogpt_tui.screens.multinode import MultiNodeScreen
 from nanogpt_tui.screens.new_run import NewRunScreen, input_id
-from nanogpt_tui.settings import Settings
+from engine.settings import Settings
 from tests.tui.conftest import wait_for
 
 

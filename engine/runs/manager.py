@@ -1,15 +1,14 @@
-"""RunManager: run directories on disk, detached training processes, and their state.
+"""RunManager: creates, launches, stops, resumes, lists and deletes runs under one runs folder.
 
-Everything here reads files, so a second viewer (another TUI, the CLI) sees the same state and a
-run outlives the process that launched it. No torch import at module level.
+It reads and writes run folders only through engine.runs.protocol and starts processes through
+engine.runs.process, so a second viewer (another app, the CLI) sees the same state and a run
+outlives the process that launched it. No torch import at module level.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -21,10 +20,15 @@ from engine.atomic import atomic_write_text
 from engine.config import Hyperparameters, align_vocab, load_toml, resolve_paths, save_toml, validate
 from engine.errors import DeviceError, RunError
 from engine.metrics import parse_line
+from engine.runs.process import child_env, pid_alive, signal_group, spawn_detached
+from engine.runs.protocol import (
+    COMMAND_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE, RUN_FILE, STATUS_FILE, STOP_REQUEST, TERMINAL_STATES,
+    is_run_dir, read_run_files, update_status, write_json,
+)
 
-TERMINAL_STATES = frozenset({"finished", "failed", "stopped"})
-STOP_REQUEST = "stop_requested"
 ENTRY_MODULES = {"pretrain": "engine.pretraining", "finetune": "engine.finetune"}
+# a run marked running whose process is gone ended without recording why (SIGKILL, OOM killer, reboot)
+GONE_MESSAGE = "the training process is gone without recording an end state"
 
 
 @dataclass(frozen=True)
@@ -44,47 +48,33 @@ class RunInfo:
     pid: int | None
     message: str
     nproc: int
+    created_at: float = 0.0
+    # the fraction done by whichever bound (steps or the time budget) ends the run; None before its first step
+    progress: float | None = None
+    time_budget_s: float = 0.0
+    # notices about files of this run that could not be used ("status.json: step: expected ...")
+    problems: tuple[str, ...] = ()
 
+    @property
+    def fraction(self) -> float:
+        """Progress as the bar shows it: the recorded fraction, else steps over total, 1 once finished."""
+        if self.state == "finished":
+            return 1.0
+        if self.progress is not None:
+            return min(1.0, self.progress)
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
 
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    @property
+    def ended_by_time(self) -> bool:
+        """Finished on its time budget before its step count."""
+        return self.state == "finished" and bool(self.time_budget_s) and self.step < self.total_steps
 
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(data, indent=1))
-
-
-def update_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
-    """Merge fields into status.json (atomic replace; last writer wins)."""
-    status = read_json(run_dir / "status.json")
-    status.update(fields)
-    write_json(run_dir / "status.json", status)
-    return status
-
-
-def pid_alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie (a dead child we have not reaped)."""
-    try:
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-        if reaped == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+    @property
+    def steps_label(self) -> str:
+        """"212/1000", or "212 (time budget)" when the budget ended the run first: the bound that ended it shows."""
+        if self.ended_by_time:
+            return f"{self.step} (time budget)"
+        return f"{self.step}/{self.total_steps}" if self.total_steps else str(self.step)
 
 
 def _tail_events(path: Path, max_bytes: int = 65536) -> list[dict[str, Any]]:
@@ -127,50 +117,53 @@ class RunManager:
         return self.root / paths.validate_name(name)
 
     def _info(self, run_dir: Path) -> RunInfo:
-        meta = read_json(run_dir / "run.json")
-        status = read_json(run_dir / "status.json")
-        events = _tail_events(run_dir / "metrics.jsonl")
+        files = read_run_files(run_dir)
+        meta, status = files.meta, files.status
+        events = _tail_events(run_dir / METRICS_FILE)
         last_train = next((e for e in reversed(events) if e["kind"] == "train"), None)
         last_val = next((e for e in reversed(events) if e["kind"] == "val"), None)
-        state = status.get("state", "created")
-        message = status.get("message", "")
-        pid = status.get("pid")
-        if state == "running" and (not isinstance(pid, int) or not pid_alive(pid)):
-            # the process died without recording why (SIGKILL, OOM killer, reboot)
-            state, message = "failed", "the training process is gone without recording an end state"
-        steps = [e["step"] for e in (last_train, last_val) if e] + [status.get("step", 0)]
+        state, message = status.state, status.message
+        if state == "running" and (status.pid is None or not pid_alive(status.pid, status.pid_started_at)):
+            state, message = "failed", GONE_MESSAGE
+        steps = [e["step"] for e in (last_train, last_val) if e and isinstance(e.get("step"), int)] + [status.step]
+        # the trainer records the fraction of whichever bound ends the run with each step and in its status
+        fractions = [v for v in (_number(last_train, "progress"), status.progress) if v is not None]
         return RunInfo(
             name=run_dir.name,
             path=run_dir,
-            kind=meta.get("kind", "pretrain"),
-            preset=meta.get("preset", ""),
+            kind=meta.kind,
+            preset=meta.preset,
             state=state,
-            step=max(s for s in steps if isinstance(s, int)),
-            total_steps=int(status.get("total_steps") or meta.get("total_steps") or 0),
-            last_loss=last_train.get("loss") if last_train else None,
-            last_val_loss=last_val.get("val_loss") if last_val else None,
-            tokens_per_s=last_train.get("tokens_per_s") if last_train else None,
-            started_at=status.get("started_at"),
-            ended_at=status.get("ended_at"),
-            pid=pid if isinstance(pid, int) else None,
+            step=max(steps),
+            total_steps=status.total_steps or meta.total_steps,
+            last_loss=_number(last_train, "loss"),
+            last_val_loss=_number(last_val, "val_loss"),
+            tokens_per_s=_number(last_train, "tokens_per_s"),
+            started_at=status.started_at,
+            ended_at=status.ended_at,
+            pid=status.pid,
             message=message,
-            nproc=int(meta.get("nproc", 1)),
+            nproc=meta.nproc,
+            created_at=meta.created_at,
+            progress=max(fractions) if fractions else None,
+            time_budget_s=status.time_budget_s,
+            problems=tuple(str(p) for p in files.problems),
         )
 
     def list_runs(self) -> list[RunInfo]:
         if not self.root.is_dir():
             return []
-        runs = [self._info(d) for d in self.root.iterdir() if d.is_dir() and (d / "run.json").exists()]
-        return sorted(runs, key=lambda r: read_json(r.path / "run.json").get("created_at", 0), reverse=True)
+        runs = [self._info(d) for d in self.root.iterdir() if is_run_dir(d)]
+        return sorted(runs, key=lambda r: r.created_at, reverse=True)
 
     def get(self, name: str) -> RunInfo:
         run_dir = self.run_dir(name)
-        if not (run_dir / "run.json").exists():
+        if not is_run_dir(run_dir):
             raise RunError(f"no run named {name!r} in {self.root}", hint="list runs with: nanogpt-tui runs")
         return self._info(run_dir)
 
     def config(self, name: str) -> Hyperparameters:
-        return load_toml(self.run_dir(name) / "config.toml")
+        return load_toml(self.run_dir(name) / CONFIG_FILE)
 
     # ------------------------------------------------------------------ creating and launching
     def _fresh_name(self, hp: Hyperparameters) -> str:
@@ -206,33 +199,38 @@ class RunManager:
             run_dir.mkdir()  # fails if it exists: two launches with one name cannot both win
         except FileExistsError:
             raise RunError(f"a run named {name!r} already exists", hint="choose another --name or resume it") from None
-        save_toml(hp, run_dir / "config.toml")
-        write_json(run_dir / "run.json", {
+        save_toml(hp, run_dir / CONFIG_FILE)
+        write_json(run_dir / RUN_FILE, {
             "name": name, "kind": kind, "preset": hp.preset, "created_at": time.time(),
             "nproc": nproc, "nnodes": nnodes, "node_rank": node_rank, "rdzv_endpoint": rdzv_endpoint,
             "parent": parent, "total_steps": hp.train.num_iterations, "device": device_kind,
         })
-        write_json(run_dir / "status.json", {"state": "created", "step": 0, "total_steps": hp.train.num_iterations})
+        write_json(run_dir / STATUS_FILE, {"state": "created", "step": 0, "total_steps": hp.train.num_iterations,
+                                           "time_budget_s": hp.train.time_budget_s})
         return self._info(run_dir)
 
     def torchrun_command(self, name: str, *, node_rank: int | None = None, resume: bool = False,
                          python: str | None = None) -> list[str]:
         """The training command; one process runs plain `python -m`, more go through torchrun."""
         run_dir = self.run_dir(name)
-        meta = read_json(run_dir / "run.json")
-        module = ENTRY_MODULES[meta.get("kind", "pretrain")]
+        meta = read_run_files(run_dir).meta
+        if meta.kind not in ENTRY_MODULES:
+            raise RunError(f"run {name!r} holds an imported checkpoint ({meta.kind}) and cannot be trained",
+                           hint="fine-tune from its checkpoint instead")
         python = python or sys.executable
-        tail = ["-m", module, "--run-dir", str(run_dir.resolve())] + (["--resume"] if resume else [])
-        nproc, nnodes = int(meta.get("nproc", 1)), int(meta.get("nnodes", 1))
+        tail = ["-m", ENTRY_MODULES[meta.kind], "--run-dir", str(run_dir.resolve())] + (["--resume"] if resume else [])
+        nproc, nnodes = meta.nproc, meta.nnodes
         if nproc == 1 and nnodes == 1:
             return [python, *tail]
         launcher = [python, "-m", "torch.distributed.run"]
         if nnodes == 1:
             launcher += ["--standalone", f"--nproc-per-node={nproc}"]
         else:
-            rank = meta.get("node_rank", 0) if node_rank is None else node_rank
+            if not meta.rdzv_endpoint:
+                raise RunError(f"run {name!r} is a multi-node run without a rendezvous endpoint in {RUN_FILE}")
+            rank = meta.node_rank if node_rank is None else node_rank
             launcher += [f"--nnodes={nnodes}", f"--node-rank={rank}", f"--nproc-per-node={nproc}",
-                         "--rdzv-backend=c10d", f"--rdzv-endpoint={meta['rdzv_endpoint']}",
+                         "--rdzv-backend=c10d", f"--rdzv-endpoint={meta.rdzv_endpoint}",
                          f"--rdzv-id={name}"]
         return launcher + tail
 
@@ -247,33 +245,18 @@ class RunManager:
         run_dir = info.path
         (run_dir / STOP_REQUEST).unlink(missing_ok=True)
         command = self.torchrun_command(name, resume=resume)
-        meta = read_json(run_dir / "run.json")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        # the children start in the run directory, so a source checkout that is not pip-installed
-        # (python -m nanogpt_tui from the repository) must still find the engine package
-        source_root = str(Path(__file__).resolve().parents[1])
-        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        if source_root not in paths:
-            env["PYTHONPATH"] = os.pathsep.join([source_root, *paths])
-        if meta.get("device") == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        meta = read_run_files(run_dir).meta
+        extra = {}
+        if meta.device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
             # torchrun would pin each worker to one thread; share the cores out instead
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(meta.get("nproc", 1))))
-        write_json(run_dir / "command.json", {"command": command})
-        import subprocess
-
-        # the supervisor starts with stop signals blocked (the mask is inherited) until it ignores them
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP, signal.SIGINT})
-        try:
-            with open(run_dir / "train.log", "ab") as log:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "engine.launcher", "--run-dir", str(run_dir.resolve())],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True, env=env, cwd=str(run_dir),
-                )
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        update_status(run_dir, state="running", pid=process.pid, started_at=time.time(), ended_at=None,
-                      exit_code=None, message="resuming" if resume else "starting")
+            extra["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // meta.nproc))
+        write_json(run_dir / COMMAND_FILE, {"command": command})
+        # the supervisor leads the process group; it ignores stop signals and leaves them to the trainer
+        started = spawn_detached([sys.executable, "-m", "engine.launcher", "--run-dir", str(run_dir.resolve())],
+                                 cwd=run_dir, log_path=run_dir / LOG_FILE, env=child_env(extra))
+        update_status(run_dir, state="running", pid=started.pid, pid_started_at=started.started_at,
+                      started_at=time.time(), ended_at=None, exit_code=None,
+                      message="resuming" if resume else "starting")
         return self._info(run_dir)
 
     def create_and_launch(self, hp: Hyperparameters, name: str | None = None, **kwargs: Any) -> RunInfo:
@@ -292,10 +275,7 @@ class RunManager:
         if info.state != "running" or info.pid is None:
             raise RunError(f"run {name!r} is not running (state: {info.state})")
         atomic_write_text(info.path / STOP_REQUEST, str(time.time()))
-        try:
-            os.killpg(info.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        signal_group(info.pid)
 
     def delete(self, name: str) -> None:
         info = self.get(name)
@@ -313,3 +293,8 @@ class RunManager:
             if time.monotonic() > deadline:
                 raise RunError(f"run {name!r} did not finish within {timeout:.0f} s")
             time.sleep(poll)
+
+
+def _number(event: dict[str, Any] | None, key: str) -> float | None:
+    value = event.get(key) if event else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

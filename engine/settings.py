@@ -1,4 +1,7 @@
-"""The app's settings: data directory, default preset and theme, kept in `settings.toml`."""
+"""The user's settings, kept in `<config dir>/settings.toml`: data directory, default preset and theme.
+
+Both faces read this one file: the CLI for `data_dir` (through engine.paths), the app for all of it.
+"""
 
 from __future__ import annotations
 
@@ -17,15 +20,11 @@ DEFAULT_THEME = "textual-dark"
 class Settings:
     """What the user chose once and keeps; replaced whole when something changes."""
 
-    # runs live in <data_dir>/runs; empty means the platform's data directory
+    # runs live in <data_dir>/runs; empty means the platform's data directory (NANOGPT_TUI_HOME wins over both)
     data_dir: str = ""
     # empty means the engine's DEFAULT_PRESET
     default_preset: str = ""
     theme: str = DEFAULT_THEME
-
-    def runs_root(self) -> Path:
-        base = Path(self.data_dir).expanduser() if self.data_dir else paths.data_dir()
-        return base / "runs"
 
 
 def settings_path() -> Path:
