@@ -10,9 +10,9 @@ from nanogpt_tui.commands.generate import CHECKPOINT_HELP
 
 def cmd_export(args: argparse.Namespace) -> int:
     from engine.export import export_checkpoint
-    from engine.resolve import resolve_checkpoint
+    from engine.runs import Workspace
 
-    resolved = resolve_checkpoint(args.checkpoint)
+    resolved = Workspace().resolve_checkpoint(args.checkpoint)
     print(f"checkpoint: {resolved.description}", file=sys.stderr)
     if args.trust_pickle:
         print("warning: --trust-pickle lets this file run code while it loads", file=sys.stderr)

@@ -73,9 +73,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from engine.data.conversations import read_conversations
     from engine.data.tokenizer import tokenizer_from_payload
     from engine.finetune import finetune_hyperparameters, load_finetune_data, plan_steps, read_parent
-    from engine.resolve import resolve_checkpoint
+    from engine.runs import Workspace
 
-    resolved = resolve_checkpoint(args.from_)
+    resolved = Workspace().resolve_checkpoint(args.from_)
     parent = read_parent(resolved.path)
     overrides = _overrides(args)
     hp = finetune_hyperparameters(parent, args.data, overrides)
