@@ -13,7 +13,7 @@ from collections.abc import Callable
 from engine.errors import EngineError
 
 # modules in nanogpt_tui.commands with `register(subparsers)`; each sets `func` on its parser
-COMMAND_MODULES = ["train", "finetune", "runs", "evaluate", "chat", "generate", "import_cmd", "export", "data", "estimate"]
+COMMAND_MODULES = ["train", "finetune", "runs", "evaluate", "chat", "generate", "import_cmd", "export", "serve", "data", "estimate"]
 
 
 class _Parser(argparse.ArgumentParser):

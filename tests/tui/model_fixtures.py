@@ -30,9 +30,9 @@ def tiny_tokenizer() -> Any:
     return BPETokenizer(_tokenizer_json())
 
 
-def tiny_hyperparameters(corpus: str) -> Hyperparameters:
+def tiny_hyperparameters(corpus: str, *overrides: str) -> Hyperparameters:
     """tests.helpers.tiny_config with the model's vocabulary fitted to the tiny BPE tokenizer."""
-    hp = tiny_config(Path(corpus))
+    hp = tiny_config(Path(corpus), *overrides)
     tokenizer = tiny_tokenizer()
     model = dataclasses.replace(hp.model, vocab_size=tokenizer.vocab_size, bos_id=tokenizer.bos_id)
     return dataclasses.replace(hp, model=model)
@@ -40,7 +40,8 @@ def tiny_hyperparameters(corpus: str) -> Hyperparameters:
 
 def save_tiny_checkpoint(runs_root: Path, run: str = "tiny", *, step: int = 10, kind: str = "pretrain",
                          parent: str | None = None, val_loss: float = 5.5, val_bpb: float = 2.25,
-                         seed: int = 0, created_at: float = FIXED_NOW - 3600, corpus: str = "") -> Path:
+                         seed: int = 0, created_at: float = FIXED_NOW - 3600, corpus: str = "",
+                         overrides: Sequence[str] = ()) -> Path:
     """A real 2-layer GPT with random (seeded) weights saved as <runs_root>/<run>/checkpoints/step_*.pt + sidecar.
 
     The run and the sidecar say they were created at `created_at` (runs list newest first), so screens are stable.
@@ -59,7 +60,7 @@ def save_tiny_checkpoint(runs_root: Path, run: str = "tiny", *, step: int = 10, 
     if not corpus:
         corpus = str(run_dir / "corpus.txt")
         Path(corpus).write_text(VERSE * 8, encoding="utf-8")
-    hp = tiny_hyperparameters(corpus)
+    hp = tiny_hyperparameters(corpus, *overrides)
     save_toml(hp, run_dir / "config.toml")
     torch.manual_seed(seed)
     model = GPT(hp.model, max_seq_len=hp.train.train_seq_len)
