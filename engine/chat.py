@@ -3,6 +3,10 @@
 When the rendered conversation plus room for a reply no longer fits the generator's context, the
 oldest turns are dropped (a system message is kept) and a `ContextTrimmed` event says so; nothing
 overflows silently and nothing crashes.
+
+The context is not the model's training length: attention never reaches farther back than that
+(`Generator.attention_span`), so the conversation can be much longer; the model reads its newest
+`attention_span` tokens at every step and the KV cache keeps only those.
 """
 
 from __future__ import annotations
@@ -20,6 +24,11 @@ COMMANDS = {"quit": "quit", "exit": "quit", "clear": "clear", "new": "new"}
 def parse_command(line: str) -> str | None:
     """"quit", "clear" or "new" when the line is one of the chat commands (optionally with a leading /)."""
     return COMMANDS.get(line.strip().lower().removeprefix("/"))
+
+
+def context_statement(tokens: int, context: int, attention_span: int) -> str:
+    """The conversation's size against what is kept before turns are dropped, and how far back the model reads."""
+    return f"context {tokens}/{context} tokens, reads the last {attention_span}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +80,15 @@ class ChatSession:
         context = self.generator.max_context
         return context - min(params.max_new_tokens, context // 2)
 
+    def context_tokens(self) -> int:
+        """Tokens of the conversation as it stands (rendered, without a generation prompt)."""
+        prompt, _ = render(self.messages, self.template, self.generator.tokenizer)
+        return len(prompt)
+
+    def context_statement(self) -> str:
+        """What the chat keeps and what the model reads, for a status line: "context 312/4096 tokens, reads the last 128"."""
+        return context_statement(self.context_tokens(), self.generator.max_context, self.generator.attention_span)
+
     def send(self, text: str, cancel: threading.Event | None = None,
              params: SamplingParams | None = None) -> Iterator[TokenChunk | ContextTrimmed | ReplyFinished]:
         """Add a user message and stream the reply: maybe a ContextTrimmed, TokenChunks, then ReplyFinished."""
@@ -120,9 +138,13 @@ class ChatSession:
                 end += 1
             dropped += end - first
             del self.messages[first:end]
-        if not dropped and len(prompt) <= budget:
+        fits = len(prompt) <= budget
+        if not dropped and fits:
             return prompt, None
+        if not fits:
+            # even the newest message alone is too long: BOS and the prompt's end, which holds the reply's opening
+            prompt = [prompt[0], *prompt[len(prompt) - budget + 1:]]
         self.dropped_messages += dropped
-        trimmed = ContextTrimmed(dropped, self.dropped_messages, len(prompt), fits=len(prompt) <= budget)
+        trimmed = ContextTrimmed(dropped, self.dropped_messages, len(prompt), fits=fits)
         self.trims.append(trimmed)
         return prompt, trimmed

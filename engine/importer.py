@@ -70,11 +70,17 @@ class LoadedCheckpoint:
                 for key, tensor in self.model.state_dict().items()}
 
     @property
-    def context_length(self) -> int:
-        """Default generation context: the training sequence length when known, capped for the KV cache."""
+    def trained_length(self) -> int | None:
+        """The rows the model was trained on (train.train_seq_len), when the checkpoint says."""
         train = (self.hyperparameters or {}).get("train", {})
         seq_len = train.get("train_seq_len") if isinstance(train, dict) else None
-        return min(int(seq_len), MAX_DEFAULT_CONTEXT) if isinstance(seq_len, int) and seq_len > 1 else MAX_DEFAULT_CONTEXT
+        return int(seq_len) if isinstance(seq_len, int) and seq_len > 1 else None
+
+    @property
+    def context_length(self) -> int:
+        """Default generation context (what a chat keeps): any length works since attention is capped
+        at the trained length (see load_model); this bounds the prompt a dropped turn re-reads."""
+        return MAX_DEFAULT_CONTEXT
 
 
 def detect_format(data: dict[str, Any], source: str) -> str:
@@ -181,8 +187,12 @@ def load_model(path: str | Path, *, trust_pickle: bool = False) -> LoadedCheckpo
         if not isinstance(payload, dict):
             raise CheckpointError(f"{path} has no tokenizer description", hint="the checkpoint may be damaged")
         model = build_model(config, data["model"], str(path))
-        return LoadedCheckpoint(path, model, config, payload, int(data.get("step", 0)), OURS, hyperparameters, notes,
-                                stored_dtypes(data["model"]))
+        loaded = LoadedCheckpoint(path, model, config, payload, int(data.get("step", 0)), OURS, hyperparameters, notes,
+                                  stored_dtypes(data["model"]))
+        # generation and evaluation never attend farther back than training did: past that,
+        # distances the model never saw make its text fall apart (benchmarks/long_context.py)
+        model.attention_limit = loaded.trained_length
+        return loaded
     state_dict = data["model"] if kind == ORIGINAL else data["model_state_dict"]
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"{path}: the model weights are a {type(state_dict).__name__}, expected a dictionary")

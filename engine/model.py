@@ -161,6 +161,9 @@ class GPT(nn.Module):
         self.attention_backend = attention_backend
         # FP8 lm_head matmul while training (engine.cuda turns it on for sm89+ GPUs); bf16/fp32 otherwise
         self.use_fp8_head = False
+        # tokens: no layer attends farther back than this (the length the model was trained on), so
+        # generation and evaluation past it stay within the distances seen in training; None = no cap
+        self.attention_limit: int | None = None
         inner_dim = config.num_heads * config.head_dim
         self.embed = nn.Embedding(config.vocab_size, config.model_dim)
         self.value_embeds = nn.ModuleList(
@@ -199,6 +202,11 @@ class GPT(nn.Module):
         """The long window at the end of training: max_window_tokens rounded up to whole blocks."""
         block_size = self.config.attn_block_size
         return next_multiple_of_n(self.config.max_window_tokens, n=block_size) // block_size
+
+    def attention_windows(self, sliding_window_num_blocks: int | None = None) -> dict[str, int]:
+        """Window in blocks of each window letter the attention layers use, with the attention limit applied."""
+        windows = self._windows(sliding_window_num_blocks)
+        return {letter: int(windows[letter]) for letter in self._attention_window_letters()}
 
     def forward(self, input_seq: Tensor, target_seq: Tensor | None = None,
                 sliding_window_num_blocks: int | Tensor | None = None, reduction: str = "mean",
@@ -258,7 +266,7 @@ class GPT(nn.Module):
             # (that block - window + 1) are outside all their windows and need not be read
             key_start = max(0, (start_pos // block_size - window + 1) * block_size)
             k_pos = torch.arange(key_start, end_pos, device=tokens.device)
-            masks[letter] = dense_mask(q_pos, k_pos, new_docs, cache.docs[:, key_start:end_pos], window, block_size)
+            masks[letter] = dense_mask(q_pos, k_pos, new_docs, cache.held_docs(key_start, end_pos), window, block_size)
             key_starts[letter] = key_start
         slots = [
             cache.slot(layer, key_starts[self.config.window_pattern[layer]]) if block.attn is not None else None
@@ -274,7 +282,13 @@ class GPT(nn.Module):
     def _windows(self, sliding_window_num_blocks: int | Tensor | None) -> dict[str, Window]:
         long: Window = self.max_window_blocks() if sliding_window_num_blocks is None else sliding_window_num_blocks
         short = torch.clamp_min(long // 2, 1) if isinstance(long, Tensor) else max(long // 2, 1)
-        return {"L": long, "S": short}
+        if self.attention_limit is None:
+            return {"L": long, "S": short}
+        # each window is capped on its own: a short layer keeps its trained window when the long one is cut
+        cap = max(1, self.attention_limit // self.config.attn_block_size)
+        if isinstance(long, Tensor):
+            return {"L": torch.clamp_max(long, cap), "S": torch.clamp_max(short, cap)}
+        return {"L": min(long, cap), "S": min(short, cap)}
 
     def _layer_value_embeds(self, tokens: Tensor) -> list[Tensor | None]:
         # "012 ... 012": the first k layers and the last k layers share the k value embeddings

@@ -22,7 +22,7 @@ def sample_text(model: torch.nn.Module, tokenizer, prompt: str, *, max_new_token
     model.eval()
     try:
         dtype = next(model.parameters()).dtype
-        # room for the whole sample (a prompt has no more tokens than characters); longer ones slide
+        # the conversation size a chat would keep; generation itself runs to any length
         context = min(len(prompt) + max_new_tokens + 2, MAX_SAMPLE_CONTEXT)
         # the trainer's GPT (or a wrapper forwarding its attributes, as torch.compile's does)
         gpt = cast("GPT", model)

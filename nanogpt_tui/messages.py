@@ -187,6 +187,7 @@ class ReplyCompleted(Message):
     context_tokens: int
     context_window: int
     seed: int
+    reads_last: int = 0  # how far back the model attends (Generator.attention_span)
 
 
 @dataclass

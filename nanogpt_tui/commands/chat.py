@@ -37,7 +37,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     params = sampling_params(args)
     generator, _ = load_generator(args)
     session = ChatSession(generator, params, template=args.template or "", system=args.system or "")
-    print(f"template: {session.template}\n{BANNER}")
+    print(f"template: {session.template}; context {generator.max_context} tokens (older turns are dropped past it), "
+          f"the model reads the last {generator.attention_span}\n{BANNER}")
     while True:
         try:
             line = input("\nYou: ")

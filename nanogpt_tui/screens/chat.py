@@ -102,7 +102,8 @@ class ChatScreen(ChatBase):
         self._model, self._session, self._loading = model, session, None
         self._transcript = []
         self._clear_view()
-        self._notice(f"{model.label} loaded ({session.template} template, context {model.generator.max_context} tokens).")
+        self._notice(f"{model.label} loaded ({session.template} template, context {model.generator.max_context} tokens; "
+                     f"the model reads the last {model.generator.attention_span} of them).")
         if not model.finetuned:
             self._notice(f"{model.label} is a base model: it continues text rather than answers "
                          "(plain Human:/Assistant: template).", warning=True)
@@ -185,7 +186,7 @@ class ChatScreen(ChatBase):
                 speed = (event.tokens - 1) / elapsed if event.tokens > 1 and elapsed > 0 else None
                 context, _ = render(session.messages, session.template, generator.tokenizer)
                 self.post_message(ReplyCompleted(event.text, event.finish_reason, event.tokens, speed, len(context),
-                                                 generator.max_context, values.seed))
+                                                 generator.max_context, values.seed, generator.attention_span))
             else:
                 reply += event.text
                 if event.token_id is not None:
@@ -232,12 +233,14 @@ class ChatScreen(ChatBase):
 
     @on(ReplyCompleted)
     def _completed(self, event: ReplyCompleted) -> None:
+        from engine.chat import context_statement  # a model is loaded, so torch already is
+
         if self._reply is not None:
             self._reply.set_text(event.text)
         self._transcript.append({"role": "assistant", "content": event.text})
         self._last_reply = event.text
         speed = f"{event.tokens_per_s:.1f} tok/s" if event.tokens_per_s is not None else "—"
-        self._set_status(speed=speed, context=f"context {event.context_tokens}/{event.context_window} tokens",
+        self._set_status(speed=speed, context=context_statement(event.context_tokens, event.context_window, event.reads_last),
                          seed=f"seed {event.seed}")
         reason = {"cancelled": "stopped", "length": "max tokens reached"}.get(event.finish_reason, "")
         self._finish_reply(f"{event.tokens} tokens · {speed}" + (f" · {reason}" if reason else ""))

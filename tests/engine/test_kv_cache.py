@@ -95,3 +95,35 @@ def test_rotary_growth_while_decoding_leaves_training_usable() -> None:
     loss = model(tokens[:, :-1], tokens[:, 1:])
     loss.backward()  # would fail if the grown tables were inference tensors
     assert model.embed.weight.grad is not None
+
+
+def test_a_rolling_cache_holds_only_the_window_and_still_equals_the_full_forward() -> None:
+    model = randomized_model()
+    tokens = multi_document_tokens(seq_len=200, seed=3)
+    with torch.no_grad():
+        reference = model(tokens)
+    window = max(model.attention_windows().values())  # 4 blocks of 8: 32 tokens
+    cache = KVCache.allocate(TINY, 2, window * TINY.attn_block_size + 12, device="cpu", dtype=torch.float32,
+                             window_blocks=window)
+    cuts = [0, 12, 13, 20, 31, *range(40, 200, 9), 200]  # chunks of 1 to 12 tokens, across many roll-overs
+    torch.testing.assert_close(_decode(model, tokens, cache, cuts), reference, atol=1e-4, rtol=1e-4)
+    assert cache.max_len == 44 and cache.pos == 200 and cache.offset > 150, "only the window (plus a chunk) is held"
+    assert not cache.can_resume_at(100) and cache.can_resume_at(199)
+    with pytest.raises(AssertionError, match="rolled out"):
+        cache.crop(100)
+    cache.crop(195)
+    torch.testing.assert_close(_decode(model, tokens, cache, [195, 200]), reference[:, 195:], atol=1e-4, rtol=1e-4)
+
+
+def test_the_attention_limit_caps_every_window() -> None:
+    model = randomized_model()
+    tokens = multi_document_tokens(seq_len=64, seed=4)
+    assert model.attention_windows() == {"L": 4, "S": 2}
+    model.attention_limit = 16  # trained on 16-token rows: 2 blocks
+    assert model.attention_windows() == {"L": 2, "S": 2}, "the short window keeps its 2 blocks"
+    with torch.no_grad():
+        capped = model(tokens)
+        model.attention_limit = None
+        uncapped = model(tokens)
+    assert not torch.allclose(capped, uncapped, atol=1e-3), "the cap must change what the model reads"
+    torch.testing.assert_close(capped[:, :16], uncapped[:, :16], atol=1e-5, rtol=1e-5)

@@ -101,6 +101,7 @@ class ScriptedGenerator:
 
         self.tokenizer = tiny_tokenizer()
         self.max_context = max_context
+        self.attention_span = 64  # how far back the scripted "model" reads, for the status line
         self.tokens = list(tokens)
         self.step_s = step_s
         self.gate = gate
