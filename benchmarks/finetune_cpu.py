@@ -1,7 +1,7 @@
 """CPU benchmark: fine-tune the shakespeare-cpu model on the shipped example conversations.
 
 Pretrains the default CPU model for a short budget (or takes --checkpoint), then fine-tunes it on
-examples/shakespeare_chat.json for a fixed time through the real CLI, and reports the held-out
+the bundled shakespeare_chat conversations for a fixed time through the real CLI, and reports the held-out
 loss on assistant tokens before and after, tokens/s and three replies. Last line:
 `val_loss_before=… val_loss_after=… tokens_per_s=…`.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-EXAMPLE = ROOT / "examples" / "shakespeare_chat.json"
+EXAMPLE = ROOT / "engine" / "data" / "assets" / "shakespeare_chat.json"
 PROMPTS = ["Tell me of the sea.", "Good morrow!", "What makes a good king?"]
 
 

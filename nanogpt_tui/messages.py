@@ -10,7 +10,7 @@ from textual.message import Message
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from engine.config import Hyperparameters
+    from engine.config import FinetuneConfig, Hyperparameters
     from engine.evaluate import EvalReport
     from engine.runs import RunInfo
     from nanogpt_tui.model_service import CheckpointEntry, LoadedModel
@@ -134,6 +134,14 @@ class CheckpointConfigRead(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, CheckpointConfigRead)
+
+
+@dataclass
+class FinetuneDefaultsRead(Message):
+    """The parent checkpoint's fine-tune settings, which the form starts from (None with an error)."""
+
+    defaults: FinetuneConfig | None
+    error: str = ""
 
 
 @dataclass

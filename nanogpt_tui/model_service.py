@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import threading
 
     from engine.chat import ChatSession
+    from engine.config import FinetuneConfig
     from engine.data.conversations import ConversationReport
     from engine.evaluate import EvalReport
     from engine.generate import Generator
@@ -67,6 +68,7 @@ class ModelEngine(Protocol):
     def delete_checkpoint(self, entry: CheckpointEntry) -> None: ...
     def import_checkpoint(self, path: str, name: str | None, *, trust_pickle: bool = False) -> ImportResult: ...
     def check_conversations(self, path: str) -> ConversationReport: ...
+    def finetune_defaults(self, entry: CheckpointEntry) -> FinetuneConfig: ...
     def launch_finetune(self, entry: CheckpointEntry, data: str, name: str | None,
                         overrides: Sequence[str]) -> RunInfo: ...
     def load_model(self, entry: CheckpointEntry) -> LoadedModel: ...
@@ -131,21 +133,14 @@ class LocalModels:
 
         return read_conversations(path)
 
+    def finetune_defaults(self, entry: CheckpointEntry) -> FinetuneConfig:
+        return self.workspace.finetune_defaults(entry.path)
+
     def launch_finetune(self, entry: CheckpointEntry, data: str, name: str | None,
                         overrides: Sequence[str]) -> RunInfo:
-        """What `nanogpt-tui finetune --from CHECKPOINT --data FILE --detach` does, as one call."""
-        from engine.data.conversations import read_conversations
-        from engine.data.tokenizer import tokenizer_from_payload
-        from engine.finetune import finetune_hyperparameters, load_finetune_data, plan_steps, read_parent
-
-        parent = read_parent(entry.path)
-        hp = finetune_hyperparameters(parent, data, list(overrides))
-        report = read_conversations(hp.finetune.data, max_file_mb=hp.finetune.max_file_mb)
-        prepared = load_finetune_data(hp, tokenizer_from_payload(parent.tokenizer), report)
-        hp = plan_steps(hp, len(prepared.dataset.train), validate_each_epoch=True)
-        run_name = name or f"{entry.run}-ft-{time.strftime('%Y%m%d-%H%M%S')}"
-        info = self.create(hp, run_name, kind="finetune", parent=str(entry.path))  # type: ignore[attr-defined]
-        return self.launch(info.name)  # type: ignore[attr-defined, no-any-return]
+        """What `nanogpt-tui finetune --from CHECKPOINT --data FILE --detach` does: the same plan, the same launch."""
+        plan = self.workspace.plan_finetune(entry.path, data, overrides, name=name)
+        return self.workspace.launch_finetune(plan)
 
     def load_model(self, entry: CheckpointEntry) -> LoadedModel:
         from engine.generate import Generator

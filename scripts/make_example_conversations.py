@@ -1,4 +1,4 @@
-"""Write examples/shakespeare_chat.json: short conversations in a Shakespearean voice, for fine-tuning demos.
+"""Write engine/data/assets/shakespeare_chat.json (shipped in the package): short conversations in a Shakespearean voice, for fine-tuning demos.
 
 Every line below was written for this project; the script combines them with a seeded random
 generator, so the same file comes out each time:  python scripts/make_example_conversations.py
@@ -11,7 +11,7 @@ import json
 import random
 from pathlib import Path
 
-OUTPUT = Path(__file__).resolve().parent.parent / "examples" / "shakespeare_chat.json"
+OUTPUT = Path(__file__).resolve().parent.parent / "engine" / "data" / "assets" / "shakespeare_chat.json"
 
 # topic -> (how a user names it, lines the assistant may answer with)
 TOPICS: dict[str, tuple[str, list[str]]] = {

@@ -7,7 +7,9 @@ be deleted. The app's engine adapter and the CLI commands both call this object.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine import paths
 from engine.errors import CheckpointError
@@ -15,6 +17,11 @@ from engine.runs.catalogue import CheckpointCatalogue, ResolvedCheckpoint
 from engine.runs.manager import RunManager
 from engine.runs.process import pid_alive
 from engine.runs.protocol import CheckpointEntry, read_run_files
+
+if TYPE_CHECKING:
+    from engine.config import FinetuneConfig
+    from engine.runs.finetune_plan import FinetunePlan
+    from engine.runs.manager import RunInfo
 
 
 class Workspace:
@@ -55,3 +62,25 @@ class Workspace:
             entry.path.unlink(missing_ok=True)
         except OSError as err:
             raise CheckpointError(f"could not delete {entry.path}: {err.strerror or err}") from err
+
+    # ------------------------------------------------------------------ fine-tuning
+    def finetune_defaults(self, parent: str | Path | None) -> FinetuneConfig:
+        """The settings a fine-tune of `parent` starts from: the parent config's [finetune]."""
+        from engine.runs.finetune_plan import finetune_defaults
+
+        return finetune_defaults(self.resolve_checkpoint(parent).path)
+
+    def plan_finetune(self, parent: str | Path | None, data: str | Path, overrides: Sequence[str] = (), *,
+                      name: str | None = None, nproc: int = 1) -> FinetunePlan:
+        """Resolve the parent (path | run name | nothing) and plan the run; see engine.runs.finetune_plan."""
+        from engine.runs.finetune_plan import plan_finetune
+
+        return plan_finetune(self.resolve_checkpoint(parent), data, list(overrides), name=name, nproc=nproc)
+
+    def launch_finetune(self, plan: FinetunePlan) -> RunInfo:
+        """Create the planned run and start it detached; DataError when its data cannot be trained on."""
+        from engine.runs.finetune_plan import require_ready
+
+        require_ready(plan)
+        info = self.runs.create(plan.hp, plan.name, kind="finetune", nproc=plan.nproc, parent=str(plan.parent.path))
+        return self.runs.launch(info.name)

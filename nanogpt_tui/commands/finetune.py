@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import time
 from typing import TYPE_CHECKING
 
+from engine.data.examples import DEFAULT_EXAMPLE, EXAMPLES
 from engine.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -46,58 +46,47 @@ def _check_only(args: argparse.Namespace) -> int:
     """--check without a checkpoint: structure and counts only (tokens need the model's tokenizer)."""
     from engine.config import DEFAULT_PRESET, apply_overrides, preset
     from engine.data.conversations import read_conversations
+    from engine.data.examples import resolve_data
 
     hp = apply_overrides(preset(DEFAULT_PRESET), _overrides(args))
-    report = read_conversations(args.data, max_file_mb=hp.finetune.max_file_mb)
+    report = read_conversations(resolve_data(args.data), max_file_mb=hp.finetune.max_file_mb)
     usable = _check_report(report, skip_invalid=False)
     print("token counts need the model's tokenizer: add --from CHECKPOINT|RUN")
     return 0 if usable else 1
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from engine.runs import RunManager
+    from engine.runs import Workspace
     from nanogpt_tui.commands.train import follow, report_end
 
-    manager = RunManager()
+    workspace = Workspace()
+    manager = workspace.runs
     if args.resume:
         info = manager.resume(args.resume)
         print(f"run {info.name} resumed in {info.path}")
         return 0 if args.detach else report_end(follow(manager, info.name))
     if not args.data:
-        raise ConfigError("--data is required", hint="give the conversations: --data FILE.json|FILE.jsonl|FOLDER")
+        raise ConfigError("--data is required", hint="give the conversations: --data FILE.json|FILE.jsonl|FOLDER, "
+                          f"or the bundled example: --data {DEFAULT_EXAMPLE}")
     if args.from_ is None:
         if args.check:
             return _check_only(args)
         raise ConfigError("--from is required", hint="fine-tune a checkpoint file or a run: --from RUN")
 
-    from engine.data.conversations import read_conversations
-    from engine.data.tokenizer import tokenizer_from_payload
-    from engine.finetune import finetune_hyperparameters, load_finetune_data, plan_steps, read_parent
-    from engine.runs import Workspace
-
-    resolved = Workspace().resolve_checkpoint(args.from_)
-    parent = read_parent(resolved.path)
-    overrides = _overrides(args)
-    hp = finetune_hyperparameters(parent, args.data, overrides)
-    print(f"parent: {resolved.description} ({'nanogpt-tui' if parent.hp else 'original modded-nanogpt'} checkpoint)")
-    report = read_conversations(hp.finetune.data, max_file_mb=hp.finetune.max_file_mb)
-    if not _check_report(report, hp.finetune.skip_invalid):
+    plan = workspace.plan_finetune(args.from_, args.data, _overrides(args), name=args.name, nproc=args.nproc)
+    kind = "original modded-nanogpt" if plan.original else "nanogpt-tui"
+    print(f"parent: {plan.parent.description} ({kind} checkpoint)")
+    if not _check_report(plan.report, plan.hp.finetune.skip_invalid) or plan.data is None:
         if not args.check:
             print("nothing was trained: fix the data, or pass --skip-invalid to train on the valid conversations only")
         return 1
-    data = load_finetune_data(hp, tokenizer_from_payload(parent.tokenizer), report)
-    _print_section("tokens:", data.dataset.summary_lines())
-    for warning in data.dataset.warnings:
+    _print_section("tokens:", plan.data.dataset.summary_lines())
+    for warning in plan.data.dataset.warnings:
         print(f"warning: {warning}")
-    hp = plan_steps(hp, len(data.dataset.train),
-                    validate_each_epoch=not any(o.startswith("run.val_every") for o in overrides))
-    print(f"plan: {hp.train.num_iterations} steps = {hp.finetune.epochs} epoch(s) of {len(data.dataset.train)} rows, "
-          f"{hp.train.batch_size} rows per step, {hp.finetune.optimizer} lr {hp.finetune.lr:g}")
+    print(f"plan: {plan.summary()}")
     if args.check:
-        return 1 if report.issues else 0
-    name = args.name or f"{hp.preset}-ft-{time.strftime('%Y%m%d-%H%M%S')}"
-    info = manager.create(hp, name, kind="finetune", nproc=args.nproc, parent=str(parent.path))
-    info = manager.launch(info.name)
+        return 1 if plan.report.issues else 0
+    info = workspace.launch_finetune(plan)
     print(f"run {info.name} started in {info.path}")
     if args.detach:
         print("it keeps running in the background; follow it in the app or with: nanogpt-tui runs")
@@ -109,7 +98,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("finetune", help="fine-tune a checkpoint on conversations (loss on the replies)")
     parser.add_argument("--from", dest="from_", metavar="CHECKPOINT|RUN",
                         help="a .pt checkpoint (ours or modded-nanogpt's state_step*.pt), a folder or a run (its newest)")
-    parser.add_argument("--data", metavar="FILE", help='conversations: .json ({"conversations": [...]}), .jsonl or a folder')
+    parser.add_argument("--data", metavar="FILE|EXAMPLE",
+                        help='conversations: .json ({"conversations": [...]}), .jsonl, a folder, or a bundled example: '
+                        + ", ".join(EXAMPLES))
     parser.add_argument("--epochs", type=int, help="passes over the training conversations (default 3)")
     parser.add_argument("--lr", type=float, help="learning rate (default: the parent config's finetune.lr, "
                         "2e-3 for shakespeare-cpu models, 5e-5 for the speedrun ones)")
@@ -117,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="override one setting, e.g. --set finetune.optimizer=muon (repeatable)")
     parser.add_argument("--skip-invalid", action="store_true", help="train on the valid conversations, report the rest")
     parser.add_argument("--check", action="store_true", help="only validate the data and print the summary")
-    parser.add_argument("--name", help="run name (default: preset, 'ft' and time)")
+    parser.add_argument("--name", help="run name (default: the parent run's name, 'ft' and the time)")
     parser.add_argument("--nproc", type=int, default=1, help="processes (GPUs, or CPU workers)")
     parser.add_argument("--detach", action="store_true", help="start the run and return at once")
     parser.add_argument("--resume", metavar="RUN", help="continue a stopped fine-tune run from its newest checkpoint")

@@ -15,10 +15,12 @@ from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Sele
 from textual.worker import Worker
 
 from engine.config import FINETUNE_OPTIMIZERS, FINETUNE_TEMPLATES, FinetuneConfig
-from engine.errors import EngineError
+from engine.data.examples import DEFAULT_EXAMPLE, example_path
+from engine.errors import ConfigError, EngineError
+from engine.paths import validate_name
 from engine.runs import RunInfo
 from nanogpt_tui.app import error_text
-from nanogpt_tui.messages import ConversationsChecked
+from nanogpt_tui.messages import ConversationsChecked, FinetuneDefaultsRead
 from nanogpt_tui.model_service import CheckpointEntry
 from nanogpt_tui.screens.base import AppScreen, keep_polling
 from nanogpt_tui.widgets.path_input import PathInput
@@ -46,8 +48,11 @@ def parse_settings(values: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         else:
             overrides.append(f"finetune.{key}={value!r}")
     name = values.get("name", "").strip()
-    if name and not all(c.isalnum() or c in "._-" for c in name):
-        errors["name"] = "letters, digits, '.', '_' and '-' only"
+    if name:
+        try:
+            validate_name(name)  # the engine's rule, which the launch applies too
+        except ConfigError as err:
+            errors["name"] = err.hint or err.message
     return overrides, errors
 
 
@@ -58,6 +63,7 @@ class FinetuneFormScreen(AppScreen[RunInfo | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "launch", "Launch"),
         Binding("ctrl+o", "browse", "Browse data"),
+        Binding("ctrl+e", "example", "Bundled example"),
         Binding("escape", "cancel", "Cancel"),
     ]
 
@@ -66,26 +72,32 @@ class FinetuneFormScreen(AppScreen[RunInfo | None]):
         self.parent_entry = parent
         self._data_usable = False
         self._launching = False
+        # the parent's own [finetune] settings, read in a worker; nothing launches before they arrive
+        self._defaults: FinetuneConfig | None = None
 
     def compose(self) -> ComposeResult:
+        # placeholders until the parent's settings arrive (FinetuneDefaultsRead fills the fields)
         defaults = FinetuneConfig()
         yield Header()
         yield Static(f"Fine-tune from [b]{self.parent_entry.label}[/b]  ({self.parent_entry.path})", classes="screen-title")
         with VerticalScroll(id="ft-form"):
             yield Static("Data", classes="section")
-            yield self._row("Conversations", PathInput(placeholder=".json, .jsonl or a folder (ctrl+o browses)",
-                                                       suffixes=DATA_SUFFIXES, id="ft-data"), "data")
+            yield self._row("Conversations", PathInput(
+                placeholder=f".json, .jsonl or a folder (ctrl+o browses, ctrl+e: the bundled {DEFAULT_EXAMPLE})",
+                suffixes=DATA_SUFFIXES, id="ft-data"), "data")
             yield Static("", id="ft-data-summary")
             yield Static("Training", classes="section")
             yield self._row("Run name", Input(placeholder="automatic", compact=True, id="ft-name"), "name")
-            yield self._row("Epochs", Input(str(defaults.epochs), compact=True, id="ft-epochs"), "epochs")
-            yield self._row("Learning rate", Input(repr(defaults.lr), compact=True, id="ft-lr"), "lr")
+            yield Static("Reading the parent's fine-tune settings…", id="ft-defaults")
+            yield self._row("Epochs", Input(str(defaults.epochs), compact=True, disabled=True, id="ft-epochs"),
+                            "epochs")
+            yield self._row("Learning rate", Input(repr(defaults.lr), compact=True, disabled=True, id="ft-lr"), "lr")
             yield self._row("Optimizer", Select([(o, o) for o in FINETUNE_OPTIMIZERS], value=defaults.optimizer,
-                                                allow_blank=False, compact=True, id="ft-optimizer"))
+                                                allow_blank=False, compact=True, disabled=True, id="ft-optimizer"))
             yield self._row("Template", Select([(t, t) for t in FINETUNE_TEMPLATES], value=defaults.template,
-                                               allow_blank=False, compact=True, id="ft-template"))
-            yield self._row("Val fraction", Input(repr(defaults.val_fraction), compact=True, id="ft-val_fraction"),
-                            "val_fraction")
+                                               allow_blank=False, compact=True, disabled=True, id="ft-template"))
+            yield self._row("Val fraction", Input(repr(defaults.val_fraction), compact=True, disabled=True,
+                                                  id="ft-val_fraction"), "val_fraction")
             yield Checkbox("Skip invalid conversations (and report them) instead of refusing the data",
                            compact=True, id="ft-skip")
         yield Static("", id="ft-error")
@@ -101,7 +113,38 @@ class FinetuneFormScreen(AppScreen[RunInfo | None]):
 
     def on_mount(self) -> None:
         self.query_one("#ft-data", Input).focus()
+        self._read_defaults()
         self._validate()
+
+    @work(thread=True, exclusive=True, group="defaults", exit_on_error=False)
+    def _read_defaults(self) -> None:
+        try:
+            self.post_message(FinetuneDefaultsRead(self.engine.finetune_defaults(self.parent_entry)))
+        except EngineError as err:
+            self.post_message(FinetuneDefaultsRead(None, error_text(err)))
+
+    @on(FinetuneDefaultsRead)
+    def _defaults_read(self, event: FinetuneDefaultsRead) -> None:
+        note = self.query_one("#ft-defaults", Static)
+        if event.defaults is None:
+            note.update(Text(f"The parent's settings cannot be read: {event.error}", style="red"))
+            return
+        self._defaults = defaults = event.defaults
+        for key, value in (("epochs", str(defaults.epochs)), ("lr", repr(defaults.lr)),
+                           ("val_fraction", repr(defaults.val_fraction))):
+            self.query_one(f"#ft-{key}", Input).value = value
+        self.query_one("#ft-optimizer", Select).value = defaults.optimizer
+        self.query_one("#ft-template", Select).value = defaults.template
+        for widget in self.query(".field Input, .field Select"):
+            widget.disabled = False
+        note.update(Text("Defaults from the parent's config, as `nanogpt-tui finetune` uses them.", style="dim"))
+        self._validate()
+
+    def action_example(self) -> None:
+        """Train on the conversations shipped with the package."""
+        data = self.query_one("#ft-data", Input)
+        data.value = str(example_path())
+        data.focus()
 
     def _values(self) -> dict[str, str]:
         return {str(field.id).removeprefix("ft-"): field.value for field in self.query(Input)}
@@ -124,7 +167,7 @@ class FinetuneFormScreen(AppScreen[RunInfo | None]):
             widget.update(message)
             widget.display = bool(message)
         skip = self.query_one("#ft-skip", Checkbox).value
-        ready = not errors and (self._data_usable or skip) and not self._launching
+        ready = not errors and (self._data_usable or skip) and not self._launching and self._defaults is not None
         self.query_one("#launch", Button).disabled = not ready
         return errors
 

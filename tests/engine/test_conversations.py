@@ -18,6 +18,7 @@ from engine.data.conversations import (
     render_conversations,
     require_valid,
 )
+from engine.data.examples import example_path
 from engine.errors import DataError
 from tests.helpers import VERSE
 
@@ -254,7 +255,7 @@ def test_split_keeps_one_conversation_on_each_side(tmp_path: Path, tokenizer) ->
 
 
 def test_the_shipped_example_is_valid_and_regenerates_identically(tmp_path: Path) -> None:
-    example = REPO / "examples" / "shakespeare_chat.json"
+    example = example_path()
     report = read_conversations(example)
     assert report.ok and len(report.conversations) >= 200, report.problem_text()
     output = tmp_path / "again.json"

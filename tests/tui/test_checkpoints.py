@@ -181,6 +181,7 @@ async def test_finetune_form_checks_data_and_launches(engine: FakeEngine, make_a
         assert form.query_one("#launch").disabled, "invalid data cannot be launched"
         form.query_one("#ft-data", Input).value = str(good)
         await wait_for(pilot, lambda: "6 valid" in str(summary.render()), what="the summary of the good file")
+        await wait_for(pilot, lambda: not form.query_one("#ft-epochs", Input).disabled, what="the parent's settings")
         form.query_one("#ft-epochs", Input).value = "1"
         form.query_one("#ft-name", Input).value = "sft-test"
         await pilot.pause()
