@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from engine.config import FinetuneConfig, Hyperparameters
     from engine.evaluate import EvalReport
     from engine.runs import RunInfo
+    from engine.serve.processes import ServerInfo
     from nanogpt_tui.model_service import CheckpointEntry, LoadedModel
     from nanogpt_tui.widgets.series import Curve, SeriesSnapshot
 
@@ -113,6 +114,23 @@ class ValCurvesRead(Message):
 # a generation worker posts streamed text at most this often: every message wakes the UI thread, which
 # then holds the interpreter lock the generation needs; tokens that come faster ride along with the next
 POST_EVERY_S = 0.05
+
+
+@dataclass
+class ServersListed(Message):
+    """The model servers the app started were looked up again (only live ones)."""
+
+    servers: tuple[ServerInfo, ...]
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ServersListed)
+
+
+@dataclass
+class ServerStarted(Message):
+    """A server for a checkpoint listens now."""
+
+    server: ServerInfo
 
 
 @dataclass

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from engine.generate import Generator
     from engine.importer import ImportResult
     from engine.runs import RunInfo, Workspace
+    from engine.serve.processes import ServerInfo, ServerManager
 
 
 
@@ -76,6 +77,9 @@ class ModelEngine(Protocol):
     def evaluate(self, model: LoadedModel, data: str | None, max_tokens: int,
                  progress: Callable[[float], None], cancel: threading.Event) -> EvalReport: ...
     def save_conversation(self, messages: Sequence[Mapping[str, str]], path: str | None) -> Path: ...
+    def list_servers(self) -> list[ServerInfo]: ...
+    def start_server(self, entry: CheckpointEntry) -> ServerInfo: ...
+    def stop_server(self, server: ServerInfo) -> None: ...
 
 
 def sampling_params(values: SamplingValues, *, seed_offset: int = 0) -> Any:
@@ -185,3 +189,22 @@ class LocalModels:
             raise DataError(f"could not write {target}: {err.strerror or err}") from err
         return target
 
+    @property
+    def servers(self) -> ServerManager:
+        from engine.serve.processes import ServerManager
+
+        return ServerManager(self.workspace.servers_dir)
+
+    def list_servers(self) -> list[ServerInfo]:
+        return self.servers.list()
+
+    def start_server(self, entry: CheckpointEntry) -> ServerInfo:
+        """What `nanogpt-tui serve CHECKPOINT --port 0` does, detached; returns once it listens."""
+        from engine.serve.server import require_serve_extra
+
+        require_serve_extra()
+        manager = self.servers
+        return manager.wait_ready(manager.start(entry.path).name)
+
+    def stop_server(self, server: ServerInfo) -> None:
+        self.servers.stop(server.name)

@@ -44,6 +44,11 @@ class Workspace:
     def conversations_dir(self) -> Path:
         return self.data_root / "conversations"
 
+    @property
+    def servers_dir(self) -> Path:
+        """Where model servers started by the app keep their records (engine.serve.processes)."""
+        return self.data_root / "servers"
+
     def resolve_checkpoint(self, spec: str | Path | None) -> ResolvedCheckpoint:
         return self.checkpoints.resolve(spec)
 

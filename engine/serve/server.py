@@ -13,18 +13,29 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError
-from engine.runs import read_json, write_json
+from engine.runs.protocol import read_json, write_json
 
 log = logging.getLogger(__name__)
 
+API_KEY_ENV = "NANOGPT_TUI_API_KEY"
 RECORD_FILE = "server.json"
 LOG_FILE = "server.log"
+
+
+def require_serve_extra() -> None:
+    """ConfigError naming the missing package when the `[serve]` extra is not installed."""
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as err:
+        raise ConfigError(f"serving needs {err.name}, which is not installed",
+                          hint="pip install 'nanogpt-tui[serve]'") from err
 
 
 def is_loopback(host: str) -> bool:
@@ -105,3 +116,41 @@ def serve(served: Any, sock: socket.socket, *, api_key: str | None = None, recor
     finally:
         if record_dir is not None:
             write_record(record_dir, state="stopped", ended_at=time.time())
+
+
+def default_model_name(checkpoint: Path) -> str:
+    """The run's name for a run's checkpoint (runs/NAME/checkpoints/step_*.pt), else the file's or folder's name."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.parent.name == "checkpoints":
+        return checkpoint.parent.parent.name
+    return checkpoint.stem if checkpoint.is_file() else checkpoint.name
+
+
+def serve_checkpoint(checkpoint: Path, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+                     record_dir: Path | None = None, device: str = "auto", template: str = "",
+                     model_name: str | None = None, trust_pickle: bool = False,
+                     say: Callable[[str], None] = lambda line: None) -> None:
+    """Load the checkpoint and serve it until SIGINT/SIGTERM: what `nanogpt-tui serve` and the app's server run.
+
+    `say` gets the lines a person should read (notes, the URL, a warning about an open address).
+    """
+    from engine.generate import Generator
+    from engine.importer import load_model
+    from engine.serve.service import ServedModel
+
+    sock = bind_socket(host, port)
+    try:
+        loaded = load_model(checkpoint, trust_pickle=trust_pickle)
+        for note in loaded.notes:
+            say(f"note: {note}")
+        generator = Generator.from_checkpoint(loaded, device=device)
+        served = ServedModel(generator, model_name or default_model_name(loaded.path), template=template)
+        say(f"model: {loaded.model.num_params() / 1e6:.1f}M parameters ({loaded.source_format}, step {loaded.step}) "
+            f"on {generator.device}, context {generator.max_context} tokens, template {served.template}")
+        say(f"serving {served.name} at {url_of(sock)} (OpenAI-compatible); Ctrl-C stops")
+        if not is_loopback(host) and not api_key:
+            say(f"warning: listening on {host} without an API key: anyone who can reach this machine can use "
+                f"the model (set --api-key or {API_KEY_ENV})")
+        serve(served, sock, api_key=api_key, record_dir=record_dir, checkpoint=str(loaded.path))
+    finally:
+        sock.close()

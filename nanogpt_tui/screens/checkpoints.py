@@ -13,7 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker
 
-from nanogpt_tui.messages import CheckpointConfigRead, CheckpointsListed
+from nanogpt_tui.messages import CheckpointConfigRead, CheckpointsListed, ServersListed, ServerStarted
 from nanogpt_tui.model_service import CheckpointEntry
 from nanogpt_tui.screens.base import RUN_ACTION, AppScreen, keep_polling
 from nanogpt_tui.screens.confirm import ConfirmScreen
@@ -25,6 +25,7 @@ from nanogpt_tui.widgets.path_input import display_path
 if TYPE_CHECKING:
     from engine.importer import ImportResult
     from engine.runs import RunInfo
+    from engine.serve.processes import ServerInfo
     from nanogpt_tui.app import NanoGPTApp
 
 REFRESH_S = 5.0
@@ -78,6 +79,7 @@ class CheckpointsScreen(AppScreen[None]):
         Binding("e", "evaluate", "Evaluate"),
         Binding("f", "finetune", "Fine-tune"),
         Binding("i", "import_checkpoint", "Import"),
+        Binding("s", "serve", "Serve"),
         Binding("d", "delete", "Delete"),
         Binding("y", "copy_path", "Copy path"),
         Binding("r", "refresh", "Refresh"),
@@ -88,6 +90,7 @@ class CheckpointsScreen(AppScreen[None]):
         self._entries: dict[str, CheckpointEntry] = {}
         self._shown: tuple[CheckpointEntry, ...] = ()
         self._select_after_refresh: str | None = None
+        self._servers: tuple[ServerInfo, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -95,6 +98,7 @@ class CheckpointsScreen(AppScreen[None]):
         table: DataTable[object] = DataTable(id="checkpoints", cursor_type="row", zebra_stripes=True)
         table.add_columns(*COLUMNS)
         yield table
+        yield Static("", id="servers")
         yield Static("No checkpoints yet. Runs save them as they train; press i to import a modded-nanogpt "
                      "checkpoint.", id="no-checkpoints")
         with Horizontal(id="ckpt-details"):
@@ -108,12 +112,14 @@ class CheckpointsScreen(AppScreen[None]):
         self.query_one("#ckpt-meta-box").border_title = "Checkpoint"
         self.query_one("#ckpt-config-box").border_title = "Config (config.toml of its run)"
         self.query_one("#checkpoints", DataTable).focus()
+        self.query_one("#servers").display = False
         self._poll()
 
     @work(thread=True, exclusive=True, group="checkpoints-refresh", exit_on_error=False)
     def _poll(self) -> None:
         while True:
             self.post_message(CheckpointsListed(tuple(self.engine.list_checkpoints())))
+            self.post_message(ServersListed(tuple(self.engine.list_servers())))
             if not keep_polling(REFRESH_S):
                 return
 
@@ -252,6 +258,50 @@ class CheckpointsScreen(AppScreen[None]):
 
     def action_refresh(self) -> None:
         self._poll()
+
+    @on(ServersListed)
+    def _servers_listed(self, event: ServersListed) -> None:
+        self._servers = event.servers
+        panel = self.query_one("#servers", Static)
+        panel.display = bool(event.servers)
+        text = Text()
+        for server in event.servers:
+            text.append("Serving ", style="bold green")
+            text.append(f"{server.model} ", style="bold")
+            text.append(server.url or "(starting)")
+            text.append(f"  ({display_path(server.checkpoint_path)}; s on it stops)\n", style="dim")
+        panel.update(text)
+
+    def server_of(self, entry: CheckpointEntry) -> ServerInfo | None:
+        return next((server for server in self._servers if server.checkpoint_path == entry.path), None)
+
+    def action_serve(self) -> None:
+        """Start an OpenAI-compatible server for the checkpoint, or stop the one serving it (asks first)."""
+        entry = self.selected()
+        if entry is None:
+            return
+        server = self.server_of(entry)
+        if server is None:
+            self.notify(f"Starting a server for {entry.label}…")
+            self._start_server(entry)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_engine_action("server stopped", server.model,
+                                       lambda _name: self.engine.stop_server(server))
+
+        self.app.push_screen(ConfirmScreen(f"Stop the server of [b]{entry.label}[/b] at {server.url}?", "Stop"),
+                             answered)
+
+    @work(thread=True, group="server-start", exit_on_error=False)
+    def _start_server(self, entry: CheckpointEntry) -> None:
+        self.post_message(ServerStarted(self.engine.start_server(entry)))
+
+    @on(ServerStarted)
+    def _server_started(self, event: ServerStarted) -> None:
+        self.notify(f"Serving {event.server.model} at {event.server.url} (OpenAI-compatible)", timeout=10)
+        self.action_refresh()
 
 
 def _short_parent(parent: str) -> str:
