@@ -34,7 +34,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from nanogpt_tui.model_service import CheckpointEntry, SamplingValues, sampling_params
+from engine.sampling_params import SamplingParams
+from nanogpt_tui.model_service import CheckpointEntry, sampling_params
 from nanogpt_tui.screens.chat_commands import ChatCommand
 
 PROMPT = "Good morrow, my lord. What news from Verona?"
@@ -102,7 +103,7 @@ class RawEngine:
 
         self.generator.reset()
         session = ChatSession(self.generator, template=self.template)
-        params = sampling_params(SamplingValues(max_new_tokens=max_tokens or self.max_tokens))
+        params = sampling_params(SamplingParams(max_new_tokens=max_tokens or self.max_tokens))
         times = [time.perf_counter() for event in session.send(PROMPT, None, params)
                  if isinstance(event, TokenChunk) and event.token_id is not None]
         return (len(times) - 1) / (times[-1] - times[0]), len(times)

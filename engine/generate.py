@@ -26,6 +26,7 @@ from torch import Tensor
 from engine.data.utf8 import BOUNDARY, Utf8Constraint
 from engine.errors import ConfigError, DeviceError
 from engine.kv_cache import KVCache
+from engine.sampling_params import SamplingParams
 
 if TYPE_CHECKING:
     from engine.model import GPT
@@ -35,36 +36,6 @@ STOP_TOKEN, STOP_STRING, LENGTH, CANCELLED = "stop_token", "stop_string", "lengt
 # the most tokens fed in one cached forward pass (a long prompt is prefilled in chunks of this);
 # the rolling cache holds the attention span plus this many positions
 PREFILL_CHUNK = 256
-
-
-@dataclass(frozen=True, slots=True)
-class SamplingParams:
-    """How to pick tokens. temperature 0 = greedy; top_k 0 and top_p 1 = no filtering."""
-
-    temperature: float = 0.8
-    top_k: int = 50
-    top_p: float = 1.0
-    max_new_tokens: int = 256
-    seed: int = 0
-    stop_strings: tuple[str, ...] = ()
-    stop_token_ids: tuple[int, ...] = ()
-    # > 1 makes tokens already in the context less likely (CTRL-style: positive logits divided)
-    repetition_penalty: float = 1.0
-
-    def validate(self) -> None:
-        """Raise ConfigError naming the first bad value."""
-        if self.temperature < 0:
-            raise ConfigError(f"temperature must be >= 0, got {self.temperature}", hint="0 means greedy")
-        if self.top_k < 0:
-            raise ConfigError(f"top-k must be >= 0, got {self.top_k}", hint="0 turns top-k filtering off")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ConfigError(f"top-p must be in (0, 1], got {self.top_p}", hint="1 turns nucleus filtering off")
-        if self.max_new_tokens < 0:
-            raise ConfigError(f"max new tokens must be >= 0, got {self.max_new_tokens}")
-        if self.repetition_penalty <= 0:
-            raise ConfigError(f"repetition penalty must be > 0, got {self.repetition_penalty}", hint="1 = no penalty")
-        if any(not stop for stop in self.stop_strings):
-            raise ConfigError("a stop string is empty", hint="remove it, or give at least one character")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ never does.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.atomic import atomic_write_text
+from engine.sampling_params import SamplingParams
 from engine.errors import DataError
 from engine.runs.protocol import SEED_FINETUNE_FORMAT, CheckpointEntry
 
@@ -45,18 +47,6 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class SamplingValues:
-    """The sampling sliders' values; turned into engine.generate.SamplingParams inside a worker."""
-
-    temperature: float = 0.8
-    top_k: int = 50
-    top_p: float = 0.95
-    max_new_tokens: int = 256
-    repetition_penalty: float = 1.0
-    seed: int = 0
-
-
 class EvaluationCancelled(Exception):
     """Raised from the progress callback to leave an evaluation the user cancelled."""
 
@@ -82,17 +72,13 @@ class ModelEngine(Protocol):
     def stop_server(self, server: ServerInfo) -> None: ...
 
 
-def sampling_params(values: SamplingValues, *, seed_offset: int = 0) -> Any:
-    """engine.generate.SamplingParams for the sliders (imports torch: call it in a worker).
+def sampling_params(values: SamplingParams, *, seed_offset: int = 0) -> SamplingParams:
+    """The sliders' values as the generator takes them.
 
     top-p 0 on the slider means "only the most likely token", the limit of nucleus sampling;
     the engine takes the smallest positive value for it.
     """
-    from engine.generate import SamplingParams
-
-    return SamplingParams(temperature=values.temperature, top_k=values.top_k, top_p=max(values.top_p, 1e-6),
-                          max_new_tokens=values.max_new_tokens, seed=values.seed + seed_offset,
-                          repetition_penalty=values.repetition_penalty)
+    return dataclasses.replace(values, top_p=max(values.top_p, 1e-6), seed=values.seed + seed_offset)
 
 
 def conversation_document(messages: Sequence[Mapping[str, str]]) -> dict[str, Any]:

@@ -82,5 +82,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--template", choices=("special", "plain"),
                         help="chat template (default: special when the tokenizer has chat tokens, else plain)")
     parser.add_argument("--system", help="a system message that starts every conversation")
-    add_sampling_arguments(parser, temperature=0.7, max_tokens=256)
+    add_sampling_arguments(parser)
     parser.set_defaults(func=cmd_chat)

@@ -64,5 +64,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-loss", action="store_true", help="only generate samples")
     parser.add_argument("--prompt", action="append", help="a prompt to sample from (repeatable; default: the run's sample prompt)")
     parser.add_argument("--samples", type=int, default=1, help="samples per prompt (default 1; 0 = none)")
-    add_sampling_arguments(parser, temperature=0.8, max_tokens=100)
+    add_sampling_arguments(parser, max_tokens=100)
     parser.set_defaults(func=cmd_eval)

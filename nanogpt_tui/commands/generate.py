@@ -20,18 +20,25 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the model runs (auto: CUDA, then MPS, then CPU)")
 
 
-def add_sampling_arguments(parser: argparse.ArgumentParser, *, temperature: float, max_tokens: int) -> None:
-    parser.add_argument("--temperature", type=float, default=temperature, help=f"0 = greedy (default {temperature})")
-    parser.add_argument("--top-k", type=int, default=50, help="sample among the k likeliest tokens; 0 = all (default 50)")
-    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass; 1 = off (default 1)")
+def add_sampling_arguments(parser: argparse.ArgumentParser, *, max_tokens: int | None = None) -> None:
+    """The sampling flags, with the engine's defaults (the app's sliders start from the same)."""
+    from engine.sampling_params import SamplingParams
+
+    d = SamplingParams()
+    max_tokens = d.max_new_tokens if max_tokens is None else max_tokens
+    parser.add_argument("--temperature", type=float, default=d.temperature, help=f"0 = greedy (default {d.temperature})")
+    parser.add_argument("--top-k", type=int, default=d.top_k,
+                        help=f"sample among the k likeliest tokens; 0 = all (default {d.top_k})")
+    parser.add_argument("--top-p", type=float, default=d.top_p, help=f"nucleus sampling mass; 1 = off (default {d.top_p})")
     parser.add_argument("--max-tokens", type=int, default=max_tokens, help=f"new tokens at most (default {max_tokens})")
-    parser.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeats (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed repeats a sample")
+    parser.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty,
+                        help=f"> 1 discourages repeats (default {d.repetition_penalty:g})")
+    parser.add_argument("--seed", type=int, default=d.seed, help="random seed; the same seed repeats a sample")
     parser.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop at this text (repeatable)")
 
 
 def sampling_params(args: argparse.Namespace) -> Any:
-    from engine.generate import SamplingParams
+    from engine.sampling_params import SamplingParams
 
     params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                             max_new_tokens=args.max_tokens, seed=args.seed, stop_strings=tuple(args.stop),
@@ -77,5 +84,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_checkpoint_arguments(parser)
     parser.add_argument("--prompt", required=True, help="the text to continue; '-' reads it from stdin")
     parser.add_argument("--echo", action="store_true", help="print the prompt before the completion")
-    add_sampling_arguments(parser, temperature=0.8, max_tokens=200)
+    add_sampling_arguments(parser, max_tokens=200)
     parser.set_defaults(func=cmd_generate)

@@ -15,8 +15,9 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import Worker
 
 from engine.errors import EngineError
+from engine.sampling_params import SamplingParams
 from nanogpt_tui.messages import POST_EVERY_S, ModelLoaded, ReplyCompleted, ReplyStreamed, TurnsDropped
-from nanogpt_tui.model_service import CheckpointEntry, LoadedModel, SamplingValues, sampling_params
+from nanogpt_tui.model_service import CheckpointEntry, LoadedModel, sampling_params
 from nanogpt_tui.screens.chat_commands import NO_MODEL, ChatBase, UnknownCommand, parse_chat_command
 from nanogpt_tui.widgets.message import ChatMessage, ConversationView, PromptArea
 from nanogpt_tui.widgets.nav import NavTabs
@@ -171,7 +172,7 @@ class ChatScreen(ChatBase):
         self._stream_reply(self._session, text, self.query_one(SamplingPanel).values(), self._cancel)
 
     @work(thread=True, exclusive=True, group="chat-reply", exit_on_error=False)
-    def _stream_reply(self, session: ChatSession, text: str, values: SamplingValues, cancel: threading.Event) -> None:
+    def _stream_reply(self, session: ChatSession, text: str, values: SamplingParams, cancel: threading.Event) -> None:
         from engine.chat import ContextTrimmed, ReplyFinished
         from engine.data.chat_template import render
 

@@ -15,6 +15,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar, Select, Static
 from textual.worker import Worker
 
+from engine.sampling_params import SamplingParams
 from nanogpt_tui.messages import (
     POST_EVERY_S,
     EvaluationCompleted,
@@ -28,7 +29,6 @@ from nanogpt_tui.model_service import (
     CheckpointEntry,
     EvaluationCancelled,
     LoadedModel,
-    SamplingValues,
     sampling_params,
 )
 from nanogpt_tui.screens.base import AppScreen
@@ -243,7 +243,7 @@ class EvaluateScreen(AppScreen[None]):
                      self._cancel)
 
     @work(thread=True, exclusive=True, group="eval-samples", exit_on_error=False)
-    def _sample(self, entry: CheckpointEntry, model: LoadedModel | None, prompt: str, values: SamplingValues,
+    def _sample(self, entry: CheckpointEntry, model: LoadedModel | None, prompt: str, values: SamplingParams,
                 count: int, cancel: threading.Event) -> None:
         if model is None:
             model = self.engine.load_model(entry)

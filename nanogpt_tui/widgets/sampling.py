@@ -9,16 +9,17 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label
 
-from nanogpt_tui.model_service import SamplingValues
+from engine.sampling_params import SamplingParams
 from nanogpt_tui.widgets.slider import Slider
 
+DEFAULTS = SamplingParams()  # the engine's defaults, which the CLI's flags share
 # (id, label, minimum, maximum, default, step, big step, decimals)
 SLIDERS = (
-    ("temperature", "Temperature", 0.0, 2.0, 0.8, 0.05, 0.25, 2),
-    ("top-k", "Top-k (0 off)", 0, 500, 50, 1, 25, 0),
-    ("top-p", "Top-p", 0.0, 1.0, 0.95, 0.01, 0.1, 2),
-    ("max-tokens", "Max tokens", 16, 2048, 256, 16, 128, 0),
-    ("repetition", "Repetition", 1.0, 2.0, 1.0, 0.01, 0.1, 2),
+    ("temperature", "Temperature", 0.0, 2.0, DEFAULTS.temperature, 0.05, 0.25, 2),
+    ("top-k", "Top-k (0 off)", 0, 500, DEFAULTS.top_k, 1, 25, 0),
+    ("top-p", "Top-p", 0.0, 1.0, DEFAULTS.top_p, 0.01, 0.1, 2),
+    ("max-tokens", "Max tokens", 16, 2048, DEFAULTS.max_new_tokens, 16, 128, 0),
+    ("repetition", "Repetition", 1.0, 2.0, DEFAULTS.repetition_penalty, 0.01, 0.1, 2),
 )
 # slider values by preset; max tokens is left as the user set it
 PRESETS: dict[str, dict[str, float]] = {
@@ -30,7 +31,7 @@ SEED_MAX = 2**31 - 1
 
 
 class SamplingPanel(Vertical):
-    """Reads as SamplingValues; a blank seed draws a fresh one for each reply (and says which)."""
+    """Reads as SamplingParams; a blank seed draws a fresh one for each reply (and says which)."""
 
     DEFAULT_CSS = """
     SamplingPanel { height: auto; }
@@ -63,11 +64,11 @@ class SamplingPanel(Vertical):
         event.stop()
         self.apply_preset(str(event.button.id).removeprefix("preset-"))
 
-    def values(self) -> SamplingValues:
+    def values(self) -> SamplingParams:
         """The current settings; a blank seed is replaced by a random one."""
         seed_text = self.query_one("#seed", Input).value.strip()
         seed = int(seed_text) % (SEED_MAX + 1) if seed_text else random.randint(0, SEED_MAX)
-        return SamplingValues(
+        return SamplingParams(
             temperature=self.slider("temperature").value,
             top_k=int(self.slider("top-k").value),
             top_p=self.slider("top-p").value,

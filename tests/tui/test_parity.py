@@ -104,3 +104,18 @@ async def test_same_runs_and_checkpoint_under_a_custom_data_dir(tmp_path: Path, 
         app_names = [str(key.value) for key in table.rows]
         assert app.engine.workspace.resolve_checkpoint(None).path == Workspace().resolve_checkpoint(None).path
     assert cli_names == app_names == ["alpha"]
+
+
+async def test_sampling_starts_from_the_same_defaults() -> None:
+    from engine.sampling_params import SamplingParams
+    from nanogpt_tui.cli import build_parser
+    from nanogpt_tui.widgets.sampling import SamplingPanel
+
+    args = build_parser().parse_args(["chat"])
+    cli = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                         max_new_tokens=args.max_tokens, repetition_penalty=args.repetition_penalty, seed=args.seed)
+    app = NanoGPTApp(FakeEngine(Path("/nonexistent/runs")), Settings())
+    async with app.run_test(size=(120, 40)):
+        panel = SamplingPanel()
+        await app.screen.mount(panel)
+        assert panel.values() == cli == SamplingParams(), "the app's sliders and the CLI's flags start apart"
