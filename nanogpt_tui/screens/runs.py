@@ -9,13 +9,14 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker
 
 from nanogpt_tui.messages import RunRow, RunsListed
 from nanogpt_tui.screens.base import RUN_ACTION, AppScreen, keep_polling
 from nanogpt_tui.screens.confirm import ConfirmScreen
 from nanogpt_tui.widgets import format as fmt
+from nanogpt_tui.widgets.footer import Footer
 from nanogpt_tui.widgets.nav import NavTabs
 from nanogpt_tui.widgets.series import is_number, sparkline
 
