@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ HF_AUTO_MAP = {"AutoConfig": "configuration_nanogpt.NanoGPTConfig",
                "AutoModelForCausalLM": "modeling_nanogpt.NanoGPTForCausalLM"}
 
 
-def hf_config(config: ModelConfig, output_vocab_size: int, context_length: int) -> dict[str, Any]:
+def hf_config(config: ModelConfig, output_vocab_size: int, context_length: int,
+              attention_limit: int | None) -> dict[str, Any]:
     """The transformers configuration: the model's shape under NanoGPTConfig's names."""
     return {
         "architectures": ["NanoGPTForCausalLM"], "model_type": "nanogpt_tui", "vocab_size": config.vocab_size,
@@ -40,6 +42,7 @@ def hf_config(config: ModelConfig, output_vocab_size: int, context_length: int) 
         "no_attention_layers": list(config.no_attention_layers), "window_pattern": config.window_pattern,
         "max_window_tokens": config.max_window_tokens, "attn_block_size": config.attn_block_size,
         "bos_id": config.bos_id, "bos_token_id": config.bos_id, "eos_token_id": config.bos_id,
+        "attention_limit": attention_limit,
         "max_position_embeddings": context_length, "tie_word_embeddings": False,
         # the weights are fp32 apart from (maybe) bf16 embeddings: load in fp32, as nanogpt-tui computes on CPU
         "dtype": "float32", "torch_dtype": "float32",
@@ -65,16 +68,49 @@ def plain_tokenizer_json(exported: str) -> str:
     return tokenizer.to_str()
 
 
+@dataclass(frozen=True)
+class TokenizerFiles:
+    """What the export writes for the tokenizer: tokenizer.json text (None: none) and its special tokens."""
+
+    json_text: str | None
+    bos: str
+    pad: str
+    bos_id: int
+    vocab_size: int | None  # None when the tokenizer could not be had (GPT-2 offline)
+    note: str = ""
+
+
+def tokenizer_files(payload: dict[str, str], hf: bool) -> TokenizerFiles:
+    """Our BPE's JSON as trained (hf: with BOS put first), or GPT-2's converted from tiktoken for hf."""
+    from engine.data.tokenizer import BOS, GPT2_EOT, PAD, gpt2_tokenizer, tokenizer_from_payload
+
+    if payload["kind"] == "bpe":
+        tokenizer = tokenizer_from_payload(payload)
+        text = payload["json"]
+        return TokenizerFiles(hf_tokenizer_json(text, BOS, tokenizer.bos_id) if hf else text, BOS, PAD,
+                              tokenizer.bos_id, tokenizer.vocab_size)
+    if not hf:  # the safetensors format names GPT-2; nanogpt-tui loads it with tiktoken
+        return TokenizerFiles(None, GPT2_EOT, GPT2_EOT, 0, None)
+    try:
+        gpt2 = gpt2_tokenizer()
+    except DataError as err:
+        return TokenizerFiles(None, GPT2_EOT, GPT2_EOT, 0, None,
+                              f"the GPT-2 tokenizer is not bundled ({err.message}): use "
+                              f"AutoTokenizer.from_pretrained('gpt2'), or export again once tiktoken has its files")
+    from engine.export.tiktoken_json import tokenizer_json
+
+    return TokenizerFiles(tokenizer_json(gpt2._encoding, GPT2_EOT), GPT2_EOT, GPT2_EOT, gpt2.bos_id, gpt2.vocab_size)
+
+
 def write_export(loaded: Any, out_dir: Path, *, hf: bool) -> ExportResult:
     """Write `loaded` (an engine.importer.LoadedCheckpoint) as an export folder; `hf` adds transformers' files."""
     from safetensors.torch import save as safetensors_bytes
 
-    from engine.data.tokenizer import BOS, tokenizer_from_payload
     from engine.importer import hyperparameters_for
 
-    tokenizer = tokenizer_from_payload(loaded.tokenizer_payload) if loaded.tokenizer_payload["kind"] == "bpe" else None
-    output_vocab = min(tokenizer.vocab_size, loaded.config.vocab_size) if tokenizer else loaded.config.vocab_size
-    config = hf_config(loaded.config, output_vocab, loaded.context_length)
+    tokenizer = tokenizer_files(loaded.tokenizer_payload, hf)
+    vocab = min(tokenizer.vocab_size or loaded.config.vocab_size, loaded.config.vocab_size)
+    config = hf_config(loaded.config, vocab, loaded.context_length, loaded.model.attention_limit)
     config["nanogpt_tui"] = {
         "format": EXPORT_FORMAT, "hyperparameters": to_dict(hyperparameters_for(loaded)), "step": loaded.step,
         "source_format": loaded.source_format, "tokenizer": loaded.tokenizer_payload["kind"],
@@ -82,36 +118,30 @@ def write_export(loaded: Any, out_dir: Path, *, hf: bool) -> ExportResult:
     if hf:
         config["auto_map"] = HF_AUTO_MAP
     tensors = {key: tensor.contiguous() for key, tensor in loaded.stored_state_dict().items()}
-    notes: list[str] = []
     with staged_folder(out_dir) as staging:
         (staging / WEIGHTS_FILE).write_bytes(safetensors_bytes(tensors, metadata={"format": "pt"}))
         atomic_write_text(staging / CONFIG_FILE, json.dumps(config, indent=1) + "\n")
-        if tokenizer is not None:
-            text = loaded.tokenizer_payload["json"]
-            atomic_write_text(staging / TOKENIZER_FILE, hf_tokenizer_json(text, BOS, tokenizer.bos_id) if hf else text)
+        if tokenizer.json_text is not None:
+            atomic_write_text(staging / TOKENIZER_FILE, tokenizer.json_text)
         if hf:
-            _write_hf_files(staging, tokenizer, loaded.context_length)
-            if tokenizer is None:
-                notes.append("the GPT-2 tokenizer is not bundled: load it with AutoTokenizer.from_pretrained('gpt2')")
+            _write_hf_files(staging, tokenizer, loaded.config.bos_id, loaded.context_length)
         files = sorted(child.name for child in staging.iterdir())
-    return ExportResult(Path(out_dir).expanduser().absolute(), files, notes)
+    return ExportResult(Path(out_dir).expanduser().absolute(), files, [tokenizer.note] if tokenizer.note else [])
 
 
-def _write_hf_files(staging: Path, tokenizer: Any, context_length: int) -> None:
+def _write_hf_files(staging: Path, tokenizer: TokenizerFiles, bos_id: int, context_length: int) -> None:
     template = resources.files("engine.export") / "hf_template"
     for name in HF_TEMPLATE_FILES:
         with resources.as_file(template / name) as source:
             shutil.copyfile(source, staging / name)
-    generation = {"bos_token_id": tokenizer.bos_id if tokenizer else None,
-                  "eos_token_id": tokenizer.bos_id if tokenizer else None, "use_cache": False}
+    generation = {"bos_token_id": bos_id, "eos_token_id": bos_id, "use_cache": False}
     atomic_write_text(staging / "generation_config.json", json.dumps(generation, indent=1) + "\n")
-    if tokenizer is None:
+    if tokenizer.json_text is None:
         return
-    from engine.data.tokenizer import BOS, PAD
-
     tokenizer_config = {
-        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": BOS, "eos_token": BOS, "pad_token": PAD,
-        "model_max_length": context_length, "padding_side": "left", "clean_up_tokenization_spaces": False,
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": tokenizer.bos, "eos_token": tokenizer.bos,
+        "pad_token": tokenizer.pad, "model_max_length": context_length, "padding_side": "left",
+        "clean_up_tokenization_spaces": False,
     }
     atomic_write_text(staging / "tokenizer_config.json", json.dumps(tokenizer_config, indent=1) + "\n")
 
@@ -151,8 +181,10 @@ def load_export(folder: Path) -> Any:
     payload = _tokenizer_payload(folder, ours.get("tokenizer"))
     model = build_model(hp.model, state_dict, str(folder / WEIGHTS_FILE))
     step = ours.get("step")
-    return LoadedCheckpoint(folder, model, hp.model, payload, step if isinstance(step, int) else 0, SAFETENSORS,
-                            to_dict(hp), [], stored_dtypes(state_dict))
+    loaded = LoadedCheckpoint(folder, model, hp.model, payload, step if isinstance(step, int) else 0, SAFETENSORS,
+                              to_dict(hp), [], stored_dtypes(state_dict))
+    model.attention_limit = loaded.trained_length  # as load_model does for our own checkpoints
+    return loaded
 
 
 def _tokenizer_payload(folder: Path, kind: Any) -> dict[str, str]:

@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from engine.generate import LENGTH, SamplingParams
+from engine.generate import LENGTH
+from engine.sampling_params import SamplingParams
 
 MAX_STOP_STRINGS = 4
 # OpenAI's own reply ends: "stop" (a stop token or string) and "length" (max_tokens)
@@ -32,20 +33,10 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
 
 
-@dataclass(frozen=True)
-class Defaults:
-    """Sampling values for fields a request leaves out (the chat command's and generate command's)."""
-
-    temperature: float
-    max_tokens: int
-    top_k: int = 50
-    top_p: float = 1.0
-    seed: int = 0
-    repetition_penalty: float = 1.0
-
-
-CHAT_DEFAULTS = Defaults(temperature=0.7, max_tokens=256)
-COMPLETION_DEFAULTS = Defaults(temperature=0.8, max_tokens=16)  # OpenAI's completions default length
+# max_tokens when a request leaves it out: chat's (the engine's default) and OpenAI's completions default;
+# every other sampling field defaults to engine.sampling_params.SamplingParams(), as in the CLI and the app
+CHAT_MAX_TOKENS = SamplingParams().max_new_tokens
+COMPLETION_MAX_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -132,13 +123,14 @@ def _model(body: dict[str, Any], served: str) -> str:
     return model
 
 
-def sampling_params(body: dict[str, Any], defaults: Defaults, max_context: int) -> SamplingParams:
+def sampling_params(body: dict[str, Any], default_max_tokens: int, max_context: int) -> SamplingParams:
     """The sampling fields of a request (OpenAI's, plus top_k and repetition_penalty as extra fields)."""
     n = _integer(body, "n", 1, low=1)
     if n != 1:
         raise ApiError(400, f"n must be 1 (one reply per request), got {n}", param="n", code="invalid_value")
-    max_tokens = _integer(body, "max_completion_tokens", defaults.max_tokens, low=0, high=max_context)
+    max_tokens = _integer(body, "max_completion_tokens", default_max_tokens, low=0, high=max_context)
     max_tokens = _integer(body, "max_tokens", max_tokens, low=0, high=max_context)
+    defaults = SamplingParams()
     return SamplingParams(
         temperature=_number(body, "temperature", defaults.temperature, low=0, high=2),
         top_p=_number(body, "top_p", defaults.top_p, low=0, high=1, low_open=True),
@@ -180,7 +172,7 @@ def parse_chat(body: Any, served: str, max_context: int) -> ChatRequest:
         checked.append({"role": role, "content": _content(index, message)})
     if checked[-1]["role"] != "user":
         raise ApiError(400, "the last message must be the user's", param="messages", code="invalid_value")
-    params = sampling_params(body, CHAT_DEFAULTS, max_context)
+    params = sampling_params(body, CHAT_MAX_TOKENS, max_context)
     return ChatRequest(model, checked, params, _flag(body, "stream"), _include_usage(body))
 
 
@@ -192,7 +184,7 @@ def parse_completion(body: Any, served: str, max_context: int) -> CompletionRequ
         prompt = prompt[0]
     if not isinstance(prompt, str):
         raise ApiError(400, "prompt must be a string (one prompt per request)", param="prompt", code="invalid_type")
-    params = sampling_params(body, COMPLETION_DEFAULTS, max_context)
+    params = sampling_params(body, COMPLETION_MAX_TOKENS, max_context)
     return CompletionRequest(model, prompt, params, _flag(body, "stream"), _include_usage(body), _flag(body, "echo"))
 
 

@@ -12,8 +12,9 @@ import asyncio
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -36,24 +37,39 @@ class _End:
 END = _End()
 
 
-@dataclass
 class Job:
-    """A submitted piece of work: its events arrive on `events` (an asyncio queue), END last."""
+    """A submitted piece of work: its events arrive in order on the event loop, END last."""
 
-    work: Work
-    loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue = field(default_factory=asyncio.Queue)
-    cancel: threading.Event = field(default_factory=threading.Event)
+    def __init__(self, work: Work, loop: asyncio.AbstractEventLoop) -> None:
+        self.work = work
+        self.loop = loop
+        self.cancel = threading.Event()
+        self._events: deque[Any] = deque()
+        self._ready = asyncio.Event()
 
     def post(self, event: Any) -> None:
         """Hand an event to the asyncio side; called from the worker thread."""
         try:
-            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+            self.loop.call_soon_threadsafe(self._push, event)
         except RuntimeError:  # the event loop has closed (server shutting down); nobody is listening
             self.cancel.set()
 
+    def _push(self, event: Any) -> None:
+        self._events.append(event)
+        self._ready.set()
+
     async def next_event(self) -> Any:
-        return await self.events.get()
+        while not self._events:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._events.popleft()
+
+    def take_waiting(self, kind: type) -> list[Any]:
+        """The events of `kind` already waiting at the front (removed), without waiting for more."""
+        taken = []
+        while self._events and isinstance(self._events[0], kind):
+            taken.append(self._events.popleft())
+        return taken
 
 
 @dataclass

@@ -114,8 +114,9 @@ def test_the_reply_equals_the_engines_chat_session(server: Server) -> None:
     from engine.importer import load_model
 
     checkpoint = Path(json.loads((server.record / "server.json").read_text())["checkpoint"])
+    # the defaults of every field the request leaves out are the engine's, as in `chat` and the app
     session = ChatSession(Generator.from_checkpoint(load_model(checkpoint), device="cpu"),
-                          SamplingParams(temperature=0.7, top_k=50, max_new_tokens=20, seed=11))
+                          SamplingParams(max_new_tokens=20, seed=11))
     local = next(event.text for event in session.send("ROMEO:") if isinstance(event, ReplyFinished))
     assert ask(server.client(), "ROMEO:", seed=11, max_tokens=20) == local, "the server's reply differs from chat's"
 

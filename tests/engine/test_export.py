@@ -17,6 +17,7 @@ from engine.export.original import original_refusals
 from engine.generate import Generator, SamplingParams
 from engine.importer import import_checkpoint, load_model
 from tests.engine.test_generate import one_thread  # noqa: F401 (fixture)
+from tests.cli.test_import_cli import offline_gpt2  # noqa: F401 (fixture)
 from tests.engine.test_import import original_model, write_original
 from tests.tui.model_fixtures import save_tiny_checkpoint
 
@@ -30,6 +31,12 @@ def assert_no_pickles(folder: Path) -> None:
         head = path.read_bytes()[:4]
         assert not head.startswith(PICKLE_MAGIC) and head != ZIP_MAGIC, f"{path.name} is a pickle or torch archive"
         assert path.suffix not in (".pt", ".pth", ".bin", ".pkl"), f"{path.name} has a pickle file's suffix"
+
+
+def generator_tokenizer(loaded):
+    from engine.data.tokenizer import tokenizer_from_payload
+
+    return tokenizer_from_payload(loaded.tokenizer_payload)
 
 
 def hf_model(folder: Path):
@@ -51,7 +58,9 @@ def test_hf_export_loads_in_transformers_with_our_logits_and_greedy_output(our_e
     transformers = pytest.importorskip("transformers")
     model = hf_model(folder)
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-    generator = Generator.from_checkpoint(load_model(checkpoint), device="cpu")
+    loaded = load_model(checkpoint)
+    # transformers' greedy search takes the raw argmax; ours by default also keeps the text valid UTF-8
+    generator = Generator(loaded.model, generator_tokenizer(loaded), device="cpu", utf8_constraint=False)
     ids = tokenizer(PROMPT, return_tensors="pt").input_ids  # (1, T)
     assert ids[0].tolist() == generator.encode_prompt(PROMPT), "the HF tokenizer must add BOS and encode as ours"
     with torch.no_grad():
@@ -78,6 +87,19 @@ def test_hf_batched_generate_with_left_padding_equals_each_row_alone(our_export:
         alone_ids = tokenizer(prompt, return_tensors="pt").input_ids
         alone = model.generate(alone_ids, max_new_tokens=8, do_sample=False)[0, alone_ids.size(1):]
         assert together[row, :alone.numel()].tolist() == alone.tolist(), f"row {row} changed by padding"
+
+
+def test_hf_windows_are_capped_at_the_trained_length_as_ours(tmp_path: Path) -> None:
+    checkpoint = save_tiny_checkpoint(tmp_path / "runs", overrides=["train.train_seq_len=32"])
+    loaded = load_model(checkpoint)
+    assert loaded.model.attention_limit == 32, "the engine caps attention at the trained length"
+    folder = export_checkpoint(checkpoint, tmp_path / "hf", "hf").out_dir
+    tokens = torch.randint(8, loaded.config.vocab_size, (1, 70))
+    tokens[0, 0] = loaded.config.bos_id
+    with torch.no_grad():
+        ours = loaded.model(tokens)[..., :generator_tokenizer(loaded).vocab_size]
+        theirs = hf_model(folder)(tokens).logits
+    torch.testing.assert_close(theirs, ours, rtol=0, atol=1e-4)
 
 
 def test_imported_seed_checkpoint_exports_with_equal_logits_and_its_dtypes(tmp_path: Path) -> None:
@@ -182,3 +204,39 @@ def test_original_export_refuses_other_shapes_with_every_reason(our_export: tupl
     assert original_refusals(ModelConfig()) == [], "the seed's own 124M shape must be exportable"
     wide = dataclasses.replace(ModelConfig(), model_dim=1024)
     assert any("model_dim" in reason for reason in original_refusals(wide))
+
+
+def test_gpt2_models_export_their_tokenizer_converted_from_tiktoken(tmp_path: Path, offline_gpt2) -> None:
+    transformers = pytest.importorskip("transformers")
+    from engine.model import GPT
+    from tests.engine.test_import import ORIGINAL_TINY
+
+    torch.manual_seed(2)
+    model = GPT(dataclasses.replace(ORIGINAL_TINY, vocab_size=258, bos_id=257))
+    source = write_original(tmp_path / "logs" / "r" / "state_step000010.pt", model, step=10)
+    result = export_checkpoint(source, tmp_path / "hf", "hf")
+    assert "tokenizer.json" in result.files and result.notes == []
+    tokenizer = transformers.AutoTokenizer.from_pretrained(result.out_dir)
+    text = "the thin path: théâtre ✓\nthrough"
+    assert tokenizer(text).input_ids == [257, *offline_gpt2.encode(text)], "ids differ from tiktoken's (+ BOS)"
+    assert tokenizer.decode(offline_gpt2.encode(text)) == text
+
+
+def test_tiktoken_conversion_reproduces_a_bpe_with_many_merges() -> None:
+    """Our trained BPE's merges as tiktoken ranks, converted back: the same ids for any text."""
+    import tiktoken
+
+    from engine.data.tokenizer import GPT2_EOT, SPLIT_PATTERN
+    from engine.export.tiktoken_json import tokenizer_json
+    from tests.tui.model_fixtures import tiny_tokenizer
+
+    ours = tiny_tokenizer()  # ids 0..7 are special; the rest are bytes, then merges in training order
+    ranks = {ours.decode_bytes([index]): index for index in range(8, ours.vocab_size)}
+    encoding = tiktoken.Encoding(name="from-bpe", pat_str=SPLIT_PATTERN, mergeable_ranks=ranks,
+                                 special_tokens={GPT2_EOT: ours.vocab_size})
+    from tokenizers import Tokenizer
+
+    converted = Tokenizer.from_str(tokenizer_json(encoding, GPT2_EOT))
+    text = "ROMEO:\nBut soft, what light through yonder window breaks? Romeo, wherefore art thou 42 ✓"
+    assert converted.encode(text).ids == [ours.vocab_size, *ours.encode(text)]
+    assert encoding.encode_ordinary(text) == ours.encode(text), "the ranks themselves must encode as the BPE"

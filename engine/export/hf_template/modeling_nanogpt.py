@@ -121,6 +121,9 @@ class NanoGPTForCausalLM(PreTrainedModel, GenerationMixin):
         block = config.attn_block_size
         long_blocks = -(-config.max_window_tokens // block)
         windows = {"L": long_blocks, "S": max(long_blocks // 2, 1)}
+        if config.attention_limit:  # each window capped on its own, as nanogpt-tui generates
+            cap = max(1, config.attention_limit // block)
+            windows = {letter: min(blocks, cap) for letter, blocks in windows.items()}
         docs = (tokens == config.bos_id).cumsum(dim=-1)  # (B, T)
         q_pos, k_pos = positions[:, :, None], positions[:, None, :]  # (B, T, 1), (B, 1, T)
         index = torch.arange(tokens.size(1), device=tokens.device)
