@@ -181,31 +181,6 @@ def test_a_compiled_model_does_not_recompile_as_the_window_grows() -> None:
     torch._dynamo.reset()
 
 
-@pytest.mark.slow
-def test_the_flex_path_compiles_as_one_graph_and_matches_sdpa() -> None:
-    # the CUDA path's structure (block masks built inside the compiled model) traced on CPU, forward only:
-    # FlexAttention has no CPU backward
-    torch._dynamo.reset()
-    flex = _model(fp8=False, bf16=False)
-    with torch.no_grad():
-        for name, param in flex.named_parameters():
-            if name.endswith("c_proj.weight"):
-                param.normal_(std=0.3)
-    sdpa = _model(fp8=False, bf16=False)
-    sdpa.load_state_dict(flex.state_dict())
-    flex.attention_backend = "flex"
-    flex.eval(), sdpa.eval()
-    compiled = torch.compile(flex, backend="eager", dynamic=False, fullgraph=True)
-    tokens = torch.randint(1, 64, (2, 64), generator=torch.Generator().manual_seed(0))
-    tokens[0, [0, 20, 41]] = 0
-    paths = FastPaths("flex", "float32", compile=True, fp8_head=False, fused_adam=False)
-    with torch.no_grad():
-        for blocks in (1, 3):
-            window = window_argument(blocks, paths, tokens.device)
-            torch.testing.assert_close(compiled(tokens, None, window), sdpa(tokens, None, blocks), atol=1e-4, rtol=1e-4)
-    torch._dynamo.reset()
-
-
 # --------------------------------------------------------------------------- the trainer
 
 
