@@ -234,7 +234,7 @@ def test_compile_time_is_reported_apart_from_step_time(tmp_path: Path, monkeypat
 
 @pytest.fixture
 def eight_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("engine.runs.available_devices", lambda device: ("cuda", 8))
+    monkeypatch.setattr("engine.runs.manager.available_devices", lambda device: ("cuda", 8))
 
 
 def test_speedrun_on_eight_gpus_builds_the_torchrun_command(eight_gpus: None) -> None:
