@@ -80,13 +80,6 @@ class KVCache:
     def max_len(self) -> int:
         return self.docs.size(1)
 
-    @property
-    def room(self) -> int:
-        """The most new tokens one forward_cached call may feed (after rolling, for a rolling cache)."""
-        if self.window_blocks is None:
-            return self.max_len - self.pos
-        return self.max_len - (self.pos - max(self.offset, self._first_needed(self.pos)))
-
     def _first_needed(self, pos: int) -> int:
         """The first position a query at `pos` (or later) may see; the one before pos is always kept for its document id."""
         assert self.window_blocks is not None

@@ -3,7 +3,9 @@
 A byte-level BPE (ours or GPT-2's) has tokens that hold part of a character ("\\xe6\\x97") and tokens
 that are not valid anywhere (a lone "\\xff"). Sampling them freely lets a reply end mid-character or
 break one, which the user sees as U+FFFD. `Utf8Constraint` masks, before sampling, every token whose
-bytes would not extend the pending bytes to a valid UTF-8 prefix.
+bytes would not extend the pending bytes to a valid UTF-8 prefix. Control characters other than
+tab, newline and carriage return count as invalid too: they are never text (a model that barely
+saw them samples them as noise) and some would drive the user's terminal.
 
 The decoder's state is what the next byte must be (RFC 3629, table 3-7 of the Unicode standard):
 BOUNDARY (any character may start), or k more continuation bytes with the first in a given range.
@@ -27,7 +29,8 @@ NUM_STATES = 9
 def _byte_transitions() -> Tensor:
     """(NUM_STATES, 256) int64: the decoder state after one byte."""
     table = torch.full((NUM_STATES, 256), DEAD, dtype=torch.int64)
-    table[BOUNDARY, 0x00:0x80] = BOUNDARY
+    table[BOUNDARY, 0x20:0x7F] = BOUNDARY
+    table[BOUNDARY, [0x09, 0x0A, 0x0D]] = BOUNDARY  # of the controls, only tab and line breaks
     table[BOUNDARY, 0xC2:0xE0] = 1  # two-byte characters (C0, C1 would be overlong)
     table[BOUNDARY, 0xE0] = 3  # E0 A0..BF: no overlong three-byte forms
     table[BOUNDARY, 0xE1:0xED] = 2
