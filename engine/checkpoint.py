@@ -89,6 +89,40 @@ def _tolerant_pickle_module() -> types.ModuleType:
     return module
 
 
+# the start of torch.save's legacy format: a pickled magic number
+_LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
+NOT_A_CHECKPOINT = {
+    "empty": "the file is empty (0 bytes)",
+    "pickle": "it is a plain Python pickle, not a file written by torch.save (and unpickling it could run code)",
+    "unknown": "it does not start like a PyTorch file (neither a zip archive nor torch's legacy format)",
+}
+
+
+def file_kind(path: Path) -> str:
+    """What the first bytes say: "zip" (torch.save), "legacy" (old torch.save), "pickle", "empty" or "unknown"."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_LEGACY_MAGIC))
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}",
+                              hint="check the file's permissions") from err
+    if not head:
+        return "empty"
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head == _LEGACY_MAGIC[:len(head)]:
+        return "legacy"
+    # a pickle starts with the PROTO opcode and its protocol number (2 to 5)
+    return "pickle" if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") else "unknown"
+
+
+def _damaged(path: Path, detail: str) -> CheckpointError:
+    """A file that starts like a PyTorch checkpoint but cannot be read to the end."""
+    detail = detail.split(". ")[0]  # torch's zip reader adds paragraphs of advice after the reason
+    return CheckpointError(f"{path} is not a readable checkpoint: it is truncated or damaged ({detail})",
+                           hint="if a run was killed while saving, use the previous checkpoint")
+
+
 def read_checkpoint_file(path: Path, *, map_location: str = "cpu", trust_pickle: bool = False) -> dict[str, Any]:
     """torch.load with weights_only=True unless the user explicitly trusts the file's pickle.
 
@@ -102,6 +136,10 @@ def read_checkpoint_file(path: Path, *, map_location: str = "cpu", trust_pickle:
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file", hint="give the path of a .pt file or a run name")
+    kind = file_kind(path)
+    if kind in ("empty", "pickle", "unknown"):
+        raise CheckpointError(f"{path} is not a readable checkpoint: {NOT_A_CHECKPOINT[kind]}",
+                              hint="give a .pt file written by nanogpt-tui, modded-nanogpt or torch.save")
     try:
         if trust_pickle:
             data = torch.load(path, map_location=map_location, weights_only=False,
@@ -111,25 +149,20 @@ def read_checkpoint_file(path: Path, *, map_location: str = "cpu", trust_pickle:
     except pickle.UnpicklingError as err:
         text = str(err)
         # a whole archive whose pickle the safe unpickler refuses holds objects (or opcodes) beyond
-        # plain weights; a refusal without a whole archive around it means garbage bytes
+        # plain weights; a refusal without a whole archive around it means damaged bytes
         if "Unsupported global" in text or zipfile.is_zipfile(path):
             raise CheckpointError(
                 f"{path} contains pickled Python objects, which could run code when loaded",
                 hint="only if you trust where the file came from, load it with --trust-pickle",
             ) from err
         lines = text.split("WeightsUnpickler error:", 1)[-1].splitlines()
-        detail = next((line.strip() for line in lines if line.strip()), "unpickling failed")
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or not a PyTorch file): {detail}",
-            hint="if a run was killed while saving, use the previous checkpoint",
-        ) from err
-    # a random or cut-off file makes the unpickler fail in many ways, depending on where the bytes end
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError, TypeError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or not a PyTorch file): {first}",
-            hint="if a run was killed while saving, use the previous checkpoint",
-        ) from err
+        raise _damaged(path, next((line.strip() for line in lines if line.strip()), "unpickling failed")) from err
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}",
+                              hint="check the file's permissions") from err
+    # a cut-off file makes the unpickler fail in many ways, depending on where the bytes end
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, IndexError, KeyError, TypeError) as err:
+        raise _damaged(path, str(err).splitlines()[0] if str(err) else type(err).__name__) from err
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} holds a {type(data).__name__}, expected a checkpoint dictionary")
     return data

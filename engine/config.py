@@ -22,6 +22,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
 from engine.errors import ConfigError
+from engine.limits import FIELD_LIMITS, check_number
 
 
 def next_multiple_of_n(value: float | int, *, n: int) -> int:
@@ -376,14 +377,7 @@ def validate(hp: Hyperparameters, source: str = "config") -> None:
     def bad(key: str, why: str, hint: str = "") -> ConfigError:
         return ConfigError(f"{source}: {key}: {why}", hint=hint)
 
-    for key, value in [("model.num_layers", m.num_layers), ("model.num_heads", m.num_heads),
-                       ("model.head_dim", m.head_dim), ("model.model_dim", m.model_dim),
-                       ("model.vocab_size", m.vocab_size), ("model.attn_block_size", m.attn_block_size),
-                       ("train.num_iterations", t.num_iterations), ("train.train_seq_len", t.train_seq_len),
-                       ("train.batch_size", t.batch_size), ("train.micro_batch_size", t.micro_batch_size),
-                       ("train.val_seq_len", t.val_seq_len), ("model.max_window_tokens", m.max_window_tokens)]:
-        if value <= 0:
-            raise bad(key, f"must be positive, got {value}")
+    _check_numbers(hp, source)
     if m.num_layers % 2:
         raise bad("model.num_layers", f"must be even for the U-net skip connections, got {m.num_layers}")
     if m.head_dim % 4:
@@ -403,16 +397,8 @@ def validate(hp: Hyperparameters, source: str = "config") -> None:
         if seq_len % m.attn_block_size:
             raise bad(key, f"must be a multiple of the attention block ({m.attn_block_size}), got {seq_len}",
                       hint=f"try {next_multiple_of_n(seq_len, n=m.attn_block_size)}")
-    if not 0.0 <= t.cooldown_frac <= 1.0:
-        raise bad("train.cooldown_frac", f"must be between 0 and 1, got {t.cooldown_frac}")
-    if not 0.0 <= t.final_lr_frac <= 1.0:
-        raise bad("train.final_lr_frac", f"must be between 0 and 1, got {t.final_lr_frac}")
     if t.batch_size % t.micro_batch_size:
         raise bad("train.batch_size", f"must be a multiple of micro_batch_size ({t.micro_batch_size}), got {t.batch_size}")
-    if t.time_budget_s < 0:
-        raise bad("train.time_budget_s", f"must be >= 0, got {t.time_budget_s}")
-    if not 0.0 < d.val_fraction < 1.0:
-        raise bad("data.val_fraction", f"must be between 0 and 1 (exclusive), got {d.val_fraction}")
     if d.tokenizer not in ("bpe", "gpt2"):
         raise bad("data.tokenizer", f"expected 'bpe' or 'gpt2', got {d.tokenizer!r}")
     if d.sampling not in ("sequential", "shuffled"):
@@ -427,23 +413,23 @@ def validate(hp: Hyperparameters, source: str = "config") -> None:
         raise bad("run.dtype", f"expected auto, float32 or bfloat16, got {r.dtype!r}")
     if r.compile not in ("auto", "on", "off"):
         raise bad("run.compile", f"expected auto, on or off, got {r.compile!r}")
-    for key, value in [("run.log_every", r.log_every), ("run.val_every", r.val_every),
-                       ("run.checkpoint_every", r.checkpoint_every), ("run.sample_every", r.sample_every),
-                       ("run.sample_tokens", r.sample_tokens)]:
-        if value < 0:
-            raise bad(key, f"must be >= 0, got {value}")
     _validate_finetune(hp.finetune, bad)
 
 
+def _check_numbers(hp: Hyperparameters, source: str) -> None:
+    """Every int and float field (each item of a tuple) against its range in engine.limits.FIELD_LIMITS."""
+    for section in SECTIONS:
+        values = getattr(hp, section)
+        for key in _field_types(SECTIONS[section]):
+            limit = FIELD_LIMITS.get(f"{section}.{key}")
+            if limit is None:
+                continue  # strings and booleans: checked by name below
+            value = getattr(values, key)
+            for item in value if isinstance(value, tuple) else (value,):
+                check_number(f"{section}.{key}", item, limit, source)
+
+
 def _validate_finetune(f: FinetuneConfig, bad: typing.Callable[..., ConfigError]) -> None:
-    for key, value in [("finetune.epochs", f.epochs), ("finetune.lr", f.lr), ("finetune.max_file_mb", f.max_file_mb),
-                       ("finetune.muon_scale", f.muon_scale)]:
-        if value <= 0:
-            raise bad(key, f"must be positive, got {value}")
-    if f.weight_decay < 0:
-        raise bad("finetune.weight_decay", f"must be >= 0, got {f.weight_decay}")
-    if not 0.0 < f.val_fraction < 1.0:
-        raise bad("finetune.val_fraction", f"must be between 0 and 1 (exclusive), got {f.val_fraction}")
     for key, value, allowed in [("finetune.optimizer", f.optimizer, FINETUNE_OPTIMIZERS),
                                 ("finetune.overflow", f.overflow, FINETUNE_OVERFLOW),
                                 ("finetune.template", f.template, FINETUNE_TEMPLATES)]:
@@ -464,6 +450,8 @@ def load_toml(path: str | Path) -> Hyperparameters:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: malformed TOML: {err}", hint="check quotes, brackets and '=' signs") from err
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config file", hint="check its brackets") from None
     return from_dict(data, source=str(path))
 
 
@@ -487,7 +475,7 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     section, key = dotted.strip().split(".", 1)
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         value = raw.strip()
     return section, key, value
 

@@ -6,6 +6,8 @@ model's count without building it. Memory and FLOPs are estimates for planning, 
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from dataclasses import dataclass
 
@@ -150,3 +152,44 @@ def memory_per_rank(hp: Hyperparameters, nproc: int = 1) -> MemoryPerRank:
     muon = -(-matrices // nproc) * 4
     return MemoryPerRank(weights=weights, gradients=weights, optimizer_state=adam + muon,
                          activations=est.activation_bytes_per_rank)
+
+
+GIB = 1 << 30
+
+
+def device_memory(kind: str) -> tuple[int, str] | None:
+    """(bytes, name) of the memory one rank of this kind can use: a GPU's own, or this machine's RAM."""
+    if kind == "cuda":
+        import torch
+
+        props = torch.cuda.get_device_properties(0)
+        return props.total_memory, f"the {props.name}"
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "this machine's RAM"
+    except (OSError, ValueError, AttributeError):  # a platform without these sysconf names
+        return None
+
+
+def fit_problem(hp: Hyperparameters, nproc: int, kind: str) -> str | None:
+    """Why the run cannot fit the memory of this node's devices (estimated), or None when it may fit.
+
+    The weights, gradients and optimiser state are counted exactly and must fit on every device. The
+    activations are an upper bound (torch.compile saves part of them on a GPU), so on a GPU they only
+    count for CPU runs, whose ranks also share one machine's RAM.
+    """
+    available = device_memory(kind)
+    if available is None:
+        return None
+    capacity, where = available
+    memory = memory_per_rank(dataclasses.replace(hp, run=dataclasses.replace(hp.run, device=kind)), nproc)
+    state = memory.weights + memory.gradients + memory.optimizer_state
+    ranks_sharing = nproc if kind == "cpu" else 1
+    need = (memory.total if kind == "cpu" else state) * ranks_sharing
+    if need <= capacity:
+        return None
+    per = f" x {nproc} ranks" if ranks_sharing > 1 else ""
+    needs = "the run needs about" if kind == "cpu" else "its weights, gradients and optimiser state alone need"
+    return (f"{needs} {need / GIB:,.1f} GiB ({memory.total / GIB:,.1f} GiB per rank{per}: weights "
+            f"{memory.weights / GIB:,.1f} + gradients {memory.gradients / GIB:,.1f} + optimiser "
+            f"{memory.optimizer_state / GIB:,.1f} + activations {memory.activations / GIB:,.1f}), "
+            f"more than the {capacity / GIB:,.1f} GiB of {where}")

@@ -20,6 +20,8 @@ from torch import Tensor
 
 from engine.distributed import DistContext, all_reduce_sum
 from engine.errors import DataError
+from engine.limits import OPTION_LIMITS, check_number
+from engine.text_input import decode_utf8
 
 if TYPE_CHECKING:
     from engine.model import GPT
@@ -125,12 +127,11 @@ class Sample:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_bytes().decode("utf-8-sig").replace("\r\n", "\n")
+        raw = path.read_bytes()
     except OSError as err:
         raise DataError(f"cannot read {path}: {err.strerror or err}") from err
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path} is not UTF-8 text (invalid byte at offset {err.start})",
-                        hint="evaluate on UTF-8 text, .bin shards, or the run's own held-out split") from err
+    return decode_utf8(raw, str(path), hint="evaluate on UTF-8 text, .bin shards, or the run's own held-out split"
+                       ).replace("\r\n", "\n")
 
 
 def _documents_tokens(tokenizer, documents: list[str]) -> Tensor:
@@ -187,6 +188,9 @@ def evaluate_model(model: GPT, tokenizer: Any, data: EvalData, *, seq_len: int, 
     """Val loss and bits per byte of `model` on `data`; progress gets the fraction done (0..1)."""
     from engine.data.prepare import token_byte_lengths
 
+    check_number("max eval tokens", max_tokens, OPTION_LIMITS["max_eval_tokens"])
+    check_number("rows per batch", batch_size, OPTION_LIMITS["batch_size"])
+    check_number("row length", seq_len, OPTION_LIMITS["seq_len"])
     if data.tokens.numel() < 2:
         raise DataError(f"{data.description} has fewer than 2 tokens: nothing to evaluate")
     vocab = model.config.vocab_size
@@ -198,6 +202,8 @@ def evaluate_model(model: GPT, tokenizer: Any, data: EvalData, *, seq_len: int, 
     started = time.perf_counter()
     result = evaluate_tokens(model, data.tokens, seq_len, token_bytes, batch_size=batch_size,
                              max_tokens=max_tokens, device=device, progress=progress, cancel=cancel)
+    if result.tokens == 0 and not (cancel is not None and cancel.is_set()):
+        raise DataError(f"no token of {data.description} was evaluated", hint="evaluate at least one row of tokens")
     return EvalReport(result.loss, result.bpb, result.tokens, result.bytes, min(seq_len, data.tokens.numel() - 1),
                       data.description, time.perf_counter() - started, cancelled=cancel is not None and cancel.is_set())
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from engine.config import Hyperparameters, ModelConfig, apply_overrides, from_dict, load_toml, next_multiple_of_n, preset
-from engine.data.conversations import ConversationDataset, ConversationReport
+from engine.data.conversations import ConversationDataset, ConversationReport, first_few
 from engine.errors import CheckpointError, ConfigError
 from engine.trainer import StopSignal, Trainer, run_entry_point
 
@@ -293,8 +293,9 @@ def build_trainer(run_dir: Path, resume: bool, stop: StopSignal) -> FinetuneTrai
         raise ConfigError(f"the {tokenizer.kind} tokenizer (vocab {tokenizer.vocab_size}, bos {tokenizer.bos_id}) "
                           f"does not fit the model (vocab {hp.model.vocab_size}, bos {hp.model.bos_id})")
     data = load_finetune_data(hp, tokenizer)
-    for warning in data.dataset.warnings + [f"skipped: {issue}" for issue in data.report.issues]:
-        log.warning("warning: %s", warning)
+    warnings = data.dataset.warnings + [f"skipped: {issue}" for issue in data.report.issues]
+    if warnings:
+        log.warning("%d warning(s):\n%s", len(warnings), "\n".join(f"  {line}" for line in first_few(warnings)))
     hp = plan_steps(hp, len(data.dataset.train))
     return FinetuneTrainer(hp, run_dir, ctx, data, stop=stop, resume=resume, parent=parent)
 

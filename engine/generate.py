@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from engine.data.utf8 import BOUNDARY, Utf8Constraint
-from engine.errors import ConfigError, DeviceError
+from engine.errors import CheckpointError, ConfigError, DeviceError
 from engine.kv_cache import KVCache
 from engine.sampling_params import SamplingParams
 
@@ -96,6 +96,10 @@ def filter_logits(logits: Tensor, params: SamplingParams, context: Tensor | None
 def sample_next(logits: Tensor, params: SamplingParams, generator: torch.Generator,
                 context: Tensor | None = None) -> Tensor:
     """Next token ids (B,) from logits (B, V); greedy at temperature 0, else seeded multinomial."""
+    # -inf marks a masked token; NaN, +inf or a row with nothing left (NaN weights, an overflow) cannot be sampled
+    if bool(torch.isnan(logits).any() | torch.isposinf(logits).any() | (~torch.isfinite(logits).any(dim=-1)).any()):
+        raise CheckpointError("the model's scores for the next token are not finite numbers (NaN or infinity)",
+                              hint="its weights are probably NaN; use an earlier checkpoint, or evaluate it first")
     filtered = filter_logits(logits, params, context)
     if params.temperature == 0:
         return filtered.argmax(dim=-1)
@@ -159,6 +163,7 @@ class Generator:
         """
         if max_context < 2:
             raise ConfigError(f"the context must hold at least 2 tokens, got {max_context}")
+        _require_finite_weights(model)
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.dtype = dtype if dtype is not None else next(model.parameters()).dtype
         self.model = model
@@ -342,6 +347,15 @@ class Generator:
     def _uncached_logits(self, context: Tensor) -> Tensor:
         # the whole context again, as the seed does: the reference the cached path must equal
         return self.model(context)[:, -1, :self.vocab_size]
+
+
+def _require_finite_weights(model: GPT) -> None:
+    """CheckpointError naming the first tensor with NaN or infinite values: sampling from it cannot work."""
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise CheckpointError(f"the checkpoint's weights are not finite numbers: {name} holds NaN or infinity",
+                                      hint="the run diverged before this checkpoint; use an earlier one")
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int], limit: int) -> int:

@@ -239,7 +239,7 @@ def import_checkpoint(path: str | Path, name: str | None = None, *, trust_pickle
     explicit = name is not None
     name = paths.validate_name(name if name is not None else _default_name(path))
     run_dir = root / name
-    root.mkdir(parents=True, exist_ok=True)
+    paths.make_dir(root, "runs folder")
     suffix = 1
     while True:
         try:

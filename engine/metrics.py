@@ -63,7 +63,7 @@ def parse_line(line: str) -> dict[str, Any] | None:
         return None
     try:
         event = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(event, dict) or event.get("kind") not in KINDS or not isinstance(event.get("step"), int):
         return None

@@ -60,6 +60,17 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("nanogpt-tui", appauthor=False))
 
 
+def make_dir(path: Path, what: str = "folder") -> Path:
+    """Create `path` (and its parents) if needed; ConfigError saying which folder and why when it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        hint = "set NANOGPT_TUI_HOME to a folder you can write, or unset it" if _home_override() else (
+            "check the folder's permissions and free space")
+        raise ConfigError(f"cannot use {path} as the {what}: {err.strerror or err}", hint=hint) from err
+    return path
+
+
 def runs_dir() -> Path:
     return data_dir() / "runs"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.errors import ConfigError
+from engine.limits import SAMPLING_LIMITS, check_number
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,17 +27,12 @@ class SamplingParams:
     # > 1 makes tokens already in the context less likely (CTRL-style: positive logits divided)
     repetition_penalty: float = 1.0
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
-        """Raise ConfigError naming the first bad value."""
-        if self.temperature < 0:
-            raise ConfigError(f"temperature must be >= 0, got {self.temperature}", hint="0 means greedy")
-        if self.top_k < 0:
-            raise ConfigError(f"top-k must be >= 0, got {self.top_k}", hint="0 turns top-k filtering off")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ConfigError(f"top-p must be in (0, 1], got {self.top_p}", hint="1 turns nucleus filtering off")
-        if self.max_new_tokens < 0:
-            raise ConfigError(f"max new tokens must be >= 0, got {self.max_new_tokens}")
-        if self.repetition_penalty <= 0:
-            raise ConfigError(f"repetition penalty must be > 0, got {self.repetition_penalty}", hint="1 = no penalty")
+        """Raise ConfigError naming the first bad value (engine.limits: NaN and infinities never pass)."""
+        for name, limit in SAMPLING_LIMITS.items():
+            check_number(name.replace("_", "-"), getattr(self, name), limit)
         if any(not stop for stop in self.stop_strings):
             raise ConfigError("a stop string is empty", hint="remove it, or give at least one character")

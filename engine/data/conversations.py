@@ -10,16 +10,19 @@ file is read line by line.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.data.chat_template import ROLES
 from engine.errors import DataError
+from engine.text_input import text_problem
 
 SUFFIXES = (".json", ".jsonl")
 # how many problems an error message lists before "… and N more"
 MAX_LISTED = 20
+NESTED_TOO_DEEPLY = "is nested too deeply to be conversation data (JSON arrays or objects inside each other)"
 _MB = 1024 * 1024
 
 if TYPE_CHECKING:  # torch is imported where rows are built, so validating a file stays light
@@ -86,8 +89,13 @@ class ConversationReport:
 
 def format_issues(issues: list[Issue]) -> str:
     """One indented line per problem, at most MAX_LISTED of them."""
-    more = [f"  … and {len(issues) - MAX_LISTED} more"] if len(issues) > MAX_LISTED else []
-    return "\n".join([f"  {issue}" for issue in issues[:MAX_LISTED]] + more)
+    return "\n".join(f"  {line}" for line in first_few(issues))
+
+
+def first_few(items: Sequence[object], limit: int = MAX_LISTED) -> list[str]:
+    """The first `limit` items as lines, then one line with how many more there are."""
+    more = [f"… and {len(items) - limit:,} more"] if len(items) > limit else []
+    return [str(item) for item in items[:limit]] + more
 
 
 def _got(value: Any) -> str:
@@ -138,6 +146,8 @@ def check_conversation(value: Any, where: str, field_path: str = "") -> list[Iss
             issues.append(Issue(f"{at}.content", f"expected a string, got {_got(content)}"))
         elif not content.strip():
             issues.append(Issue(f"{at}.content", "is empty"))
+        elif (problem := text_problem(content)) is not None:
+            issues.append(Issue(f"{at}.content", problem))
     if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
         issues.append(Issue(_at(where, field_path), "has no assistant message, so nothing to train on"))
     return issues
@@ -186,6 +196,8 @@ def _json_conversations(path: Path, label: str, max_file_mb: float) -> list[Any]
         return Issue(label, f"is not UTF-8 text (byte {err.start})")
     except json.JSONDecodeError as err:
         return Issue(f"{label}:{err.lineno}:{err.colno}", f"not valid JSON: {err.msg}")
+    except RecursionError:
+        return Issue(label, NESTED_TOO_DEEPLY)
     if not isinstance(data, dict):
         return Issue(label, f'expected an object {{"conversations": [...]}}, got {_got(data)}')
     if "conversations" not in data:
@@ -226,6 +238,10 @@ def _read_jsonl(path: Path, label: str, report: ConversationReport, max_file_mb:
                 continue
             except json.JSONDecodeError as err:
                 report.issues.append(Issue(f"{where}:{err.colno}", f"not valid JSON: {err.msg}"))
+                report.invalid += 1
+                continue
+            except RecursionError:
+                report.issues.append(Issue(where, NESTED_TOO_DEEPLY))
                 report.invalid += 1
                 continue
             _add(report, value, where, "")

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.errors import DataError
+from engine.text_input import decode_utf8
 
 SHAKESPEARE = "shakespeare"
 # the embedded asset holds the plays joined by two blank lines; a play never has two in a row
@@ -82,13 +83,7 @@ def _read_text_file(path: Path) -> str:
         raw = path.read_bytes()
     except OSError as err:
         raise DataError(f"cannot read {path}: {err.strerror or err}", hint="check the file's permissions") from err
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise DataError(
-            f"{path} is not UTF-8 text (invalid byte at offset {err.start})",
-            hint="convert it, e.g. `iconv -f latin1 -t utf-8`, or move it out of the corpus",
-        ) from err
+    text = decode_utf8(raw, str(path), hint="convert it, e.g. `iconv -f latin1 -t utf-8`, or move it out of the corpus")
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from engine.data.shards import read_shard_header
 from engine.errors import DataError
+from engine.paths import make_dir
 
 REPO_ID = "kjj0/fineweb10B-gpt2"
 MAX_TRAIN_SHARDS = 103  # the full 10B tokens
@@ -156,7 +157,7 @@ def download_fineweb(num_train: int, dest: Path, *, hub: Hub | None = None,
         if absent:
             raise DataError(f"{absent[0]} is not in the FineWeb repository {REPO_ID}",
                             hint=f"the repository has training shards 1..{MAX_TRAIN_SHARDS}")
-        dest.mkdir(parents=True, exist_ok=True)
+        make_dir(dest, "download folder")
         needed = sum(remote[name].size or 0 for name in missing)
         free = shutil.disk_usage(dest).free
         if needed > free:

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from engine.errors import DataError
+from engine.paths import make_dir
+from engine.text_input import check_text, decode_utf8
 
 TEXT_SUFFIXES = (".txt", ".md", ".text")
 JSONL_SUFFIXES = (".jsonl",)
@@ -71,22 +73,20 @@ def _documents(files: Sequence[Path], field: str) -> Iterator[tuple[str | None, 
                         yield (_jsonl_text(raw, field, f"{path}:{number}") if raw.strip() else None), len(raw)
             else:
                 raw = path.read_bytes()
-                yield raw.decode("utf-8-sig").replace("\r\n", "\n"), len(raw)
-        except UnicodeDecodeError as err:
-            raise DataError(f"{path} is not UTF-8 text (invalid byte at offset {err.start})") from err
+                yield decode_utf8(raw, str(path)).replace("\r\n", "\n"), len(raw)
         except OSError as err:
             raise DataError(f"cannot read {path}: {err.strerror or err}") from err
 
 
 def _jsonl_text(raw: bytes, field: str, where: str) -> str:
     try:
-        record = json.loads(raw)
-    except ValueError as err:
+        record = json.loads(decode_utf8(raw, where))
+    except (ValueError, RecursionError) as err:
         raise DataError(f"{where}: not a JSON object ({err})", hint="JSONL holds one JSON object per line") from err
     text = record.get(field) if isinstance(record, dict) else None
     if not isinstance(text, str):
         raise DataError(f"{where}: no string field {field!r}", hint="name the text field with --field")
-    return text
+    return check_text(text, f"{where}: {field}")
 
 
 # ------------------------------------------------------------------------ workers
@@ -193,7 +193,7 @@ def tokenize_to_shards(path: Path, out_dir: Path, tokenizer: Any, *, shard_token
     if existing:
         raise DataError(f"{out_dir} already holds shards ({existing[0].name}, …)",
                         hint="choose another --out, or delete the old shards first")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir, "output folder")
     bytes_total = sum(f.stat().st_size for f in files)
     train = _ShardWriter(out_dir, "train", shard_tokens)
     val = _ShardWriter(out_dir, "val", shard_tokens)

@@ -26,6 +26,7 @@ from engine.atomic import atomic_write_text
 from engine.config import DataConfig
 from engine.data.corpus import corpus_hash
 from engine.errors import ConfigError, DataError
+from engine.text_input import check_text
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +190,7 @@ class BPETokenizer:
         return table
 
     def encode(self, text: str) -> list[int]:
+        text = check_text(text, "the text to encode")
         if self._can_chunk and len(text) > 2 * _CHUNK_CHARS:
             encodings = self._tokenizer.encode_batch(_chunks(text), add_special_tokens=False)
             return [token for encoding in encodings for token in encoding.ids]
@@ -224,7 +226,7 @@ class GPT2Tokenizer:
         self.identifier: str = "gpt2"
 
     def encode(self, text: str) -> list[int]:
-        return self._encoding.encode_ordinary(text)
+        return self._encoding.encode_ordinary(check_text(text, "the text to encode"))
 
     def decode_bytes(self, ids: Sequence[int]) -> bytes:
         return self._encoding.decode_bytes(list(ids))
@@ -326,7 +328,7 @@ def load_tokenizer(directory: Path) -> Tokenizer:
             if not isinstance(payload, dict):
                 raise DataError(f"{gpt2_path} does not hold a JSON object")
             return tokenizer_from_payload(payload)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise DataError(
             f"cannot read the tokenizer in {directory}: {err}", hint="the run directory may be damaged"
         ) from err

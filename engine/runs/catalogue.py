@@ -13,7 +13,9 @@ from pathlib import Path
 
 from engine.errors import CheckpointError, ConfigError, RunError
 from engine.runs.manager import RunManager
-from engine.runs.protocol import CHECKPOINTS_DIR, CheckpointEntry, FileProblem, is_run_dir, list_checkpoint_files
+from engine.runs.protocol import (
+    CHECKPOINTS_DIR, CheckpointEntry, FileProblem, is_run_dir, joined, list_checkpoint_files,
+)
 
 # modded-nanogpt writes logs/<run-id>/state_step004000.pt
 _ORIGINAL_STEP = re.compile(r"state_step(\d+)\.pt$")
@@ -84,6 +86,10 @@ class CheckpointCatalogue:
         if run_dir is not None and is_run_dir(run_dir):
             found = _newest_in_folder(run_dir / CHECKPOINTS_DIR)
             if found is None:
+                _, problems = list_checkpoint_files(run_dir / CHECKPOINTS_DIR)
+                if problems:  # the weights may be whole: say which metadata file is wrong, not "wait"
+                    raise CheckpointError(f"run {spec!r} has no usable checkpoint: {joined(problems, CHECKPOINTS_DIR)}",
+                                          hint="fix or remove that metadata file, or give the .pt path itself")
                 raise CheckpointError(f"run {spec!r} has no checkpoint yet", hint="wait for its first checkpoint")
             path, step = found
             return ResolvedCheckpoint(path, run_dir.name, step, f"run {run_dir.name}, step {step} ({path})")

@@ -19,11 +19,12 @@ from engine import paths
 from engine.atomic import atomic_write_text
 from engine.config import Hyperparameters, align_vocab, load_toml, resolve_paths, save_toml, validate
 from engine.errors import DeviceError, RunError
+from engine.estimate import fit_problem
 from engine.metrics import parse_line
 from engine.runs.process import child_env, pid_alive, signal_group, spawn_detached
 from engine.runs.protocol import (
-    COMMAND_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE, RUN_FILE, STATUS_FILE, STOP_REQUEST, TERMINAL_STATES,
-    is_run_dir, read_run_files, update_status, write_json,
+    CHECKPOINTS_DIR, COMMAND_FILE, CONFIG_FILE, LOG_FILE, METRICS_FILE, RUN_FILE, STATUS_FILE, STOP_REQUEST,
+    TERMINAL_STATES, is_run_dir, joined, list_checkpoint_files, read_run_files, update_status, write_json,
 )
 
 ENTRY_MODULES = {"pretrain": "engine.pretraining", "finetune": "engine.finetune"}
@@ -192,9 +193,13 @@ class RunManager:
                 f"--nproc {nproc} is more than the {count} {device_kind.upper()} device(s) available here",
                 hint=f"use --nproc {count} or fewer",
             )
+        too_big = fit_problem(hp, nproc, device_kind)
+        if too_big is not None:
+            raise DeviceError(too_big, hint="make the model smaller (model.num_layers, model.model_dim) or lower "
+                              "train.micro_batch_size; `nanogpt-tui estimate` shows the sizes")
         name = paths.validate_name(name) if name else self._fresh_name(hp)
         run_dir = self.root / name
-        self.root.mkdir(parents=True, exist_ok=True)
+        paths.make_dir(self.root, "runs folder")
         try:
             run_dir.mkdir()  # fails if it exists: two launches with one name cannot both win
         except FileExistsError:
@@ -263,10 +268,26 @@ class RunManager:
         info = self.create(hp, name, **kwargs)
         return self.launch(info.name)
 
-    def resume(self, name: str) -> RunInfo:
+    def resume(self, name: str, *, kind: str | None = None, rerun_finished: bool = False) -> RunInfo:
+        """Continue a run from its newest checkpoint. `kind` (pretrain/finetune) refuses a run of the other
+        kind; a finished run is trained again only with rerun_finished (it would replace its final checkpoint)."""
         info = self.get(name)
         if info.state == "running":
             raise RunError(f"run {name!r} is still running", hint="stop it first")
+        if kind is not None and info.kind != kind:
+            command = "finetune" if info.kind == "finetune" else "train"
+            raise RunError(f"run {name!r} is a {info.kind} run, not a {kind} run: nothing was started",
+                           hint=f"resume it as what it is: nanogpt-tui {command} --resume {name}")
+        if info.state == "finished" and not rerun_finished:
+            raise RunError(f"run {name!r} already finished (step {info.step}/{info.total_steps}): resuming it would "
+                           "train its last steps again, replace its final checkpoint and add to its metrics",
+                           hint="to do that anyway pass --rerun; to train further, start a new run")
+        checkpoints, problems = list_checkpoint_files(info.path / CHECKPOINTS_DIR)
+        if not checkpoints:
+            # resuming without one would only mark the run failed; say why there is none
+            why = joined(problems, CHECKPOINTS_DIR) or "none was written yet"
+            raise RunError(f"run {name!r} has no complete checkpoint to resume from: {why}",
+                           hint="fix or remove that file, or start a new run" if problems else "start a new run")
         return self.launch(name, resume=True)
 
     def stop(self, name: str) -> None:

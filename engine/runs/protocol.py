@@ -42,6 +42,11 @@ class FileProblem:
         return f"{self.path.name}: {self.message}"
 
 
+def joined(problems: list[FileProblem], folder: str = "") -> str:
+    """The problems on one line for an error message, each file named (inside `folder` when given)."""
+    return "; ".join(f"{folder}/{problem}" if folder else str(problem) for problem in problems)
+
+
 def read_object(path: Path) -> tuple[dict[str, Any], FileProblem | None]:
     """A JSON object file: ({}, None) when absent, ({}, problem) when unreadable or not an object."""
     try:
@@ -57,6 +62,8 @@ def read_object(path: Path) -> tuple[dict[str, Any], FileProblem | None]:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
         return {}, FileProblem(path, f"is not valid JSON ({str(err).splitlines()[0]})")
+    except RecursionError:
+        return {}, FileProblem(path, "is nested too deeply to be one of our files")
     if not isinstance(data, dict):
         return {}, FileProblem(path, f"holds a JSON {type(data).__name__}, expected an object")
     return data, None

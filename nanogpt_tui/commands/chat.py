@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from engine.errors import DataError
 from nanogpt_tui.commands.generate import (
     add_checkpoint_arguments,
     add_sampling_arguments,
@@ -33,18 +34,27 @@ def interrupt_sets(cancel: threading.Event) -> Iterator[None]:
 def cmd_chat(args: argparse.Namespace) -> int:
     from engine.chat import ChatSession, ContextTrimmed, parse_command
     from engine.generate import CANCELLED, TokenChunk
+    from engine.text_input import check_text, tolerant_stdin
+    from nanogpt_tui.cli import print_error
 
     params = sampling_params(args)
+    system = check_text(args.system or "", "--system")
     generator, _ = load_generator(args)
-    session = ChatSession(generator, params, template=args.template or "", system=args.system or "")
+    session = ChatSession(generator, params, template=args.template or "", system=system)
     print(f"template: {session.template}; context {generator.max_context} tokens (older turns are dropped past it), "
           f"the model reads the last {generator.attention_span}\n{BANNER}")
+    tolerant_stdin()  # a line with bytes that are not UTF-8 is refused below, and the chat goes on
     while True:
         try:
             line = input("\nYou: ")
         except (EOFError, KeyboardInterrupt):
             print()
             break
+        try:
+            check_text(line, "your message")
+        except DataError as err:
+            print_error(err)
+            continue
         command = parse_command(line)
         if command == "quit":
             break

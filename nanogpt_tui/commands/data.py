@@ -9,6 +9,7 @@ from typing import Any
 
 from engine import paths
 from engine.errors import DataError
+from nanogpt_tui.commands.options import number
 
 
 def default_fineweb_dir() -> Path:
@@ -93,7 +94,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.set_defaults(func=lambda args: data.print_help() or 0)
 
     fineweb = commands.add_parser("fineweb", help="download the GPT-2-tokenised FineWeb-10B shards of the speedrun")
-    fineweb.add_argument("--shards", type=int, default=8, help="training shards of 100M tokens (1..103, default 8)")
+    fineweb.add_argument("--shards", type=number("shards"), default=8,
+                         help="training shards of 100M tokens (1..103, default 8)")
     fineweb.add_argument("--dest", help=f"folder (default: {default_fineweb_dir()})")
     fineweb.set_defaults(func=cmd_fineweb)
 
@@ -102,8 +104,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tokenize.add_argument("--out", required=True, help="folder for train_*.bin, val_*.bin and the tokenizer")
     tokenize.add_argument("--tokenizer", default="gpt2", help="gpt2 (default), a run name, or a tokenizer folder")
     tokenize.add_argument("--field", default="text", help="the text field of JSONL records (default: text)")
-    tokenize.add_argument("--val-every", type=int, default=100,
+    tokenize.add_argument("--val-every", type=number("val_every"), default=100,
                           help="every Nth document goes to validation (default 100; 0 = none)")
-    tokenize.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard (default 100M)")
-    tokenize.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
+    tokenize.add_argument("--shard-tokens", type=number("shard_tokens"), default=100_000_000,
+                          help="tokens per shard (default 100M)")
+    tokenize.add_argument("--workers", type=number("workers"), default=os.cpu_count() or 1,
+                          help="processes (default: all cores)")
     tokenize.set_defaults(func=cmd_tokenize)

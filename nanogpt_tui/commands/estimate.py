@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from engine.config import align_vocab
+from nanogpt_tui.commands.options import number
 
 GIB = 1 << 30
 
@@ -14,13 +15,10 @@ def _gib(count: int) -> str:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from engine.estimate import estimate, memory_per_rank
+    from engine.estimate import estimate, fit_problem, memory_per_rank
+    from engine.runs import available_devices
     from nanogpt_tui.commands.train import resolve_config
 
-    if args.nproc < 1 or args.nnodes < 1:
-        from engine.errors import ConfigError
-
-        raise ConfigError("--nproc and --nnodes must be at least 1")
     hp = align_vocab(resolve_config(args))
     ranks = args.nproc * args.nnodes
     est = estimate(hp, ranks)
@@ -35,6 +33,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     print(f"memory per rank  {_gib(memory.total)} = weights {_gib(memory.weights)} + gradients {_gib(memory.gradients)}"
           f" + optimiser {_gib(memory.optimizer_state)} + activations {_gib(memory.activations)}"
           f" ({'bf16' if on_gpu and hp.run.dtype != 'float32' else 'fp32'} activations, before torch.compile's savings)")
+    kind, _ = available_devices(hp.run.device)
+    too_big = fit_problem(hp, args.nproc, kind)
+    if too_big is not None:
+        print(f"warning: on this machine {too_big}: a launch here is refused")
     return 0
 
 
@@ -43,6 +45,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser("estimate", help="print parameters, tokens per step and memory of a config")
     add_config_arguments(parser)
-    parser.add_argument("--nproc", type=int, default=1, help="processes (GPUs) per node")
-    parser.add_argument("--nnodes", type=int, default=1, help="number of machines")
+    parser.add_argument("--nproc", type=number("nproc"), default=1, help="processes (GPUs) per node")
+    parser.add_argument("--nnodes", type=number("nnodes"), default=1, help="number of machines")
     parser.set_defaults(func=cmd_estimate)

@@ -11,6 +11,7 @@ from nanogpt_tui.commands.generate import (
     load_generator,
     sampling_params,
 )
+from nanogpt_tui.commands.options import number
 
 # tokens per evaluation forward pass by default: fast on CPU without large attention matrices
 BATCH_TOKENS = 4096
@@ -26,6 +27,7 @@ def _progress(fraction: float) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from engine.evaluate import default_eval_seq_len, eval_data, evaluate_model, generate_samples
+    from engine.text_input import check_text
 
     params = sampling_params(args)
     generator, loaded = load_generator(args)
@@ -45,7 +47,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
-    prompts = args.prompt or [str(((hp or {}).get("run") or {}).get("sample_prompt", ""))]
+    prompts = [check_text(prompt, "--prompt") for prompt in args.prompt or []] or [
+        str(((hp or {}).get("run") or {}).get("sample_prompt", ""))]
     if args.samples and params.max_new_tokens:
         for sample in generate_samples(generator, prompts * args.samples, params):
             print(f"\n--- sample ({sample.finish_reason}) ---\n{sample.prompt}{sample.text}")
@@ -57,12 +60,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_checkpoint_arguments(parser)
     parser.add_argument("--data", help="a text file or folder, .bin shards (a glob is fine) or 'shakespeare'; "
                         "default: the held-out split the run validated on")
-    parser.add_argument("--max-eval-tokens", type=int, help="evaluate at most this many tokens (0 = all; "
-                        "default: the run's data.val_tokens)")
-    parser.add_argument("--seq-len", type=int, help="tokens per evaluated row (default: the run's val_seq_len, at most 2048)")
-    parser.add_argument("--batch-size", type=int, help=f"rows per forward pass (default: about {BATCH_TOKENS} tokens' worth)")
+    parser.add_argument("--max-eval-tokens", type=number("max_eval_tokens"),
+                        help="evaluate at most this many tokens (0 = all; default: the run's data.val_tokens)")
+    parser.add_argument("--seq-len", type=number("seq_len"),
+                        help="tokens per evaluated row (default: the run's val_seq_len, at most 2048)")
+    parser.add_argument("--batch-size", type=number("batch_size"),
+                        help=f"rows per forward pass (default: about {BATCH_TOKENS} tokens' worth)")
     parser.add_argument("--no-loss", action="store_true", help="only generate samples")
     parser.add_argument("--prompt", action="append", help="a prompt to sample from (repeatable; default: the run's sample prompt)")
-    parser.add_argument("--samples", type=int, default=1, help="samples per prompt (default 1; 0 = none)")
+    parser.add_argument("--samples", type=number("samples"), default=1, help="samples per prompt (default 1; 0 = none)")
     add_sampling_arguments(parser, max_tokens=100)
     parser.set_defaults(func=cmd_eval)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from engine.data.examples import DEFAULT_EXAMPLE, EXAMPLES
 from engine.errors import ConfigError
+from nanogpt_tui.commands.options import number
 
 if TYPE_CHECKING:
     from engine.data.conversations import ConversationReport
@@ -62,7 +63,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     workspace = Workspace()
     manager = workspace.runs
     if args.resume:
-        info = manager.resume(args.resume)
+        info = manager.resume(args.resume, kind="finetune", rerun_finished=args.rerun)
         print(f"run {info.name} resumed in {info.path}")
         return 0 if args.detach else report_end(follow(manager, info.name))
     if not args.data:
@@ -73,6 +74,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             return _check_only(args)
         raise ConfigError("--from is required", hint="fine-tune a checkpoint file or a run: --from RUN")
 
+    from engine.data.conversations import first_few
+
     plan = workspace.plan_finetune(args.from_, args.data, _overrides(args), name=args.name, nproc=args.nproc)
     kind = "original modded-nanogpt" if plan.original else "nanogpt-tui"
     print(f"parent: {plan.parent.description} ({kind} checkpoint)")
@@ -81,8 +84,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             print("nothing was trained: fix the data, or pass --skip-invalid to train on the valid conversations only")
         return 1
     _print_section("tokens:", plan.data.dataset.summary_lines())
-    for warning in plan.data.dataset.warnings:
-        print(f"warning: {warning}")
+    warnings = plan.data.dataset.warnings
+    if warnings:
+        print(f"{len(warnings):,} warning(s):")
+        for warning in first_few(warnings):
+            print(f"  {warning}")
     print(f"plan: {plan.summary()}")
     if args.check:
         return 1 if plan.report.issues else 0
@@ -101,15 +107,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", metavar="FILE|EXAMPLE",
                         help='conversations: .json ({"conversations": [...]}), .jsonl, a folder, or a bundled example: '
                         + ", ".join(EXAMPLES))
-    parser.add_argument("--epochs", type=int, help="passes over the training conversations (default 3)")
-    parser.add_argument("--lr", type=float, help="learning rate (default: the parent config's finetune.lr, "
+    parser.add_argument("--epochs", type=number("finetune.epochs"), help="passes over the training conversations (default 3)")
+    parser.add_argument("--lr", type=number("finetune.lr"), help="learning rate (default: the parent config's finetune.lr, "
                         "2e-3 for shakespeare-cpu models, 5e-5 for the speedrun ones)")
     parser.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                         help="override one setting, e.g. --set finetune.optimizer=muon (repeatable)")
     parser.add_argument("--skip-invalid", action="store_true", help="train on the valid conversations, report the rest")
     parser.add_argument("--check", action="store_true", help="only validate the data and print the summary")
     parser.add_argument("--name", help="run name (default: the parent run's name, 'ft' and the time)")
-    parser.add_argument("--nproc", type=int, default=1, help="processes (GPUs, or CPU workers)")
+    parser.add_argument("--nproc", type=number("nproc"), default=1, help="processes (GPUs, or CPU workers)")
     parser.add_argument("--detach", action="store_true", help="start the run and return at once")
     parser.add_argument("--resume", metavar="RUN", help="continue a stopped fine-tune run from its newest checkpoint")
+    parser.add_argument("--rerun", action="store_true", help="with --resume: also a finished run (trains its last "
+                        "steps again and replaces its final checkpoint)")
     parser.set_defaults(func=cmd_finetune)

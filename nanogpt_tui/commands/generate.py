@@ -7,6 +7,8 @@ import argparse
 import sys
 from typing import Any
 
+from nanogpt_tui.commands.options import number
+
 CHECKPOINT_HELP = ("a checkpoint file, a run name (its newest checkpoint), a folder, or nothing "
                    "(the newest checkpoint of the newest run)")
 
@@ -26,22 +28,26 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, *, max_tokens: int |
 
     d = SamplingParams()
     max_tokens = d.max_new_tokens if max_tokens is None else max_tokens
-    parser.add_argument("--temperature", type=float, default=d.temperature, help=f"0 = greedy (default {d.temperature})")
-    parser.add_argument("--top-k", type=int, default=d.top_k,
+    parser.add_argument("--temperature", type=number("temperature"), default=d.temperature, help=f"0 = greedy (default {d.temperature})")
+    parser.add_argument("--top-k", type=number("top_k"), default=d.top_k,
                         help=f"sample among the k likeliest tokens; 0 = all (default {d.top_k})")
-    parser.add_argument("--top-p", type=float, default=d.top_p, help=f"nucleus sampling mass; 1 = off (default {d.top_p})")
-    parser.add_argument("--max-tokens", type=int, default=max_tokens, help=f"new tokens at most (default {max_tokens})")
-    parser.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty,
+    parser.add_argument("--top-p", type=number("top_p"), default=d.top_p,
+                        help=f"nucleus sampling mass; 1 = off (default {d.top_p})")
+    parser.add_argument("--max-tokens", type=number("max_new_tokens"), default=max_tokens,
+                        help=f"new tokens at most (default {max_tokens})")
+    parser.add_argument("--repetition-penalty", type=number("repetition_penalty"), default=d.repetition_penalty,
                         help=f"> 1 discourages repeats (default {d.repetition_penalty:g})")
-    parser.add_argument("--seed", type=int, default=d.seed, help="random seed; the same seed repeats a sample")
+    parser.add_argument("--seed", type=number("seed"), default=d.seed, help="random seed; the same seed repeats a sample")
     parser.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop at this text (repeatable)")
 
 
 def sampling_params(args: argparse.Namespace) -> Any:
     from engine.sampling_params import SamplingParams
+    from engine.text_input import check_text
 
+    stops = tuple(check_text(stop, "--stop") for stop in args.stop)
     params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                            max_new_tokens=args.max_tokens, seed=args.seed, stop_strings=tuple(args.stop),
+                            max_new_tokens=args.max_tokens, seed=args.seed, stop_strings=stops,
                             repetition_penalty=args.repetition_penalty)
     params.validate()
     return params
@@ -67,7 +73,9 @@ def load_generator(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    from engine.text_input import check_text, read_stdin
+
+    prompt = read_stdin("the prompt on stdin") if args.prompt == "-" else check_text(args.prompt, "--prompt")
     params = sampling_params(args)
     generator, _ = load_generator(args)
     if args.echo:

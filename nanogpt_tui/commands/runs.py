@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from engine.errors import RunError
 from engine.runs import RunInfo, Workspace
 
 
@@ -38,9 +39,16 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_delete(args: argparse.Namespace) -> int:
     manager = Workspace().runs
-    manager.get(args.name)
+    if manager.get(args.name).state == "running":
+        # said before asking, so nobody confirms a deletion that cannot happen
+        raise RunError(f"run {args.name!r} is running", hint=f"stop it first: nanogpt-tui stop {args.name}")
     if not args.yes:
-        answer = input(f"delete run {args.name} and all its checkpoints? [y/N] ")
+        try:
+            answer = input(f"delete run {args.name} and all its checkpoints? [y/N] ")
+        except EOFError:
+            print()
+            raise RunError(f"run {args.name!r} was not deleted: there was no answer (input ended)",
+                           hint="to delete without a question, pass --yes") from None
         if answer.strip().lower() not in ("y", "yes"):
             print("kept")
             return 0

@@ -8,6 +8,7 @@ import time
 from engine.config import DEFAULT_PRESET, Hyperparameters, apply_overrides, load_toml, preset
 from engine.errors import RunError
 from engine.runs import TERMINAL_STATES, RunInfo, RunManager, Workspace
+from nanogpt_tui.commands.options import number
 
 
 def resolve_config(args: argparse.Namespace) -> Hyperparameters:
@@ -72,7 +73,7 @@ def report_end(info: RunInfo) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     manager = Workspace().runs
     if args.resume:
-        info = manager.resume(args.resume)
+        info = manager.resume(args.resume, kind="pretrain", rerun_finished=args.rerun)
     else:
         hp = resolve_config(args)
         info = manager.create(hp, args.name, nproc=args.nproc, nnodes=args.nnodes, node_rank=args.node_rank,
@@ -99,10 +100,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="pretrain a model (default: Shakespeare on this machine)")
     add_config_arguments(parser)
     parser.add_argument("--name", help="run name (default: preset and time)")
-    parser.add_argument("--nproc", type=int, default=1, help="processes (GPUs, or CPU workers) on this node")
-    parser.add_argument("--nnodes", type=int, default=1, help="number of machines")
-    parser.add_argument("--node-rank", type=int, default=0, help="this machine's rank among the nodes")
+    parser.add_argument("--nproc", type=number("nproc"), default=1, help="processes (GPUs, or CPU workers) on this node")
+    parser.add_argument("--nnodes", type=number("nnodes"), default=1, help="number of machines")
+    parser.add_argument("--node-rank", type=number("node_rank"), default=0, help="this machine's rank among the nodes")
     parser.add_argument("--rdzv-endpoint", help="HOST:PORT of the first node, for multi-node runs")
     parser.add_argument("--detach", action="store_true", help="start the run and return at once")
     parser.add_argument("--resume", metavar="RUN", help="continue a stopped run from its newest checkpoint")
+    parser.add_argument("--rerun", action="store_true", help="with --resume: also a finished run (trains its last "
+                        "steps again and replaces its final checkpoint)")
     parser.set_defaults(func=cmd_train)

@@ -80,7 +80,11 @@ def test_prompt_from_stdin_and_the_newest_checkpoint(tiny_run: Path, capsys: pyt
     (["generate", "tiny", "--prompt", "x", "--temperature", "-1"], "temperature"),
 ])
 def test_mistakes_exit_1(tiny_run: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_cli(argv) == 1
+    try:
+        code = run_cli(argv)
+    except SystemExit as exit:  # options are checked while argparse parses them
+        code = exit.code
+    assert code == 1
     err = capsys.readouterr().err
     assert "error: " in err and message in err and "Traceback" not in err
 

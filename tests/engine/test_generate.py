@@ -133,10 +133,11 @@ def test_filter_logits_top_k_top_p_and_repetition_penalty() -> None:
     positive = torch.tensor([[4.0, 3.0, 1.0]])
     penalised = filter_logits(positive, SamplingParams(temperature=0, repetition_penalty=2.0), torch.tensor([[0]]))
     assert penalised.tolist() == [[2.0, 3.0, 1.0]] and penalised.argmax() == 1
-    for bad in (SamplingParams(temperature=-1), SamplingParams(top_p=0), SamplingParams(stop_strings=("",)),
-                SamplingParams(repetition_penalty=0)):
+    nan, inf = float("nan"), float("inf")
+    for bad in (dict(temperature=-1), dict(top_p=0), dict(stop_strings=("",)), dict(repetition_penalty=0),
+                dict(temperature=nan), dict(repetition_penalty=nan), dict(top_p=nan), dict(temperature=inf)):
         with pytest.raises(ConfigError):
-            bad.validate()
+            SamplingParams(**bad)  # refused when it is made, before any sampling
 
 
 def test_stop_string_stops_and_is_never_shown(tokenizer: BPETokenizer) -> None:

@@ -118,7 +118,7 @@ def test_truncated_and_foreign_files_are_refused(tmp_path: Path) -> None:
     torch.save({"model": {"w": torch.zeros(100)}, "step": 1}, good)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[:200])
-    with pytest.raises(CheckpointError, match="truncated or not a PyTorch file"):
+    with pytest.raises(CheckpointError, match="truncated"):
         read_checkpoint_file(truncated)
     text = tmp_path / "notes.pt"
     text.write_text("hello")
@@ -127,7 +127,7 @@ def test_truncated_and_foreign_files_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("override,message", [
-    ("train.num_iterations=-1", "must be positive"),
+    ("train.num_iterations=-1", "train.num_iterations"),
     ("model.vocab_size=70000", "does not fit uint16"),
     ("train.train_seq_len=1000", "multiple of the attention block"),
 ])
