@@ -31,11 +31,22 @@ def settings_path() -> Path:
     return paths.config_dir() / "settings.toml"
 
 
-def load_settings(path: Path | None = None) -> Settings:
-    """Settings from the file, defaults when it does not exist; ConfigError when it is wrong."""
+def load_settings(path: Path | None = None, problems: list[str] | None = None) -> Settings:
+    """Settings from the file, defaults when it does not exist.
+
+    Without `problems` the first wrong value raises ConfigError; with a list, each wrong value is
+    described there (naming the file) and that one setting keeps its default, so the app still starts.
+    The theme's name is checked by the app, which knows the themes.
+    """
     path = path or settings_path()
     if not path.exists():
         return Settings()
+
+    def refuse(message: str, hint: str) -> None:
+        if problems is None:
+            raise ConfigError(message, hint=hint)
+        problems.append(f"{message}: using the default instead ({hint})")
+
     # imported here: a first start without a settings file skips them
     if sys.version_info >= (3, 11):
         import tomllib
@@ -45,26 +56,32 @@ def load_settings(path: Path | None = None) -> Settings:
 
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(f"cannot read settings {path}: {err}", hint="fix or delete the file") from err
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as err:
+        refuse(f"cannot read settings {path}: {err or type(err).__name__}", "fix or delete the file")
+        return Settings()
     known = {f.name for f in dataclasses.fields(Settings)}
+    values: dict[str, str] = {}
     for key, value in data.items():
         if key not in known:
-            raise ConfigError(f"{path}: unknown setting {key!r}", hint=f"settings are: {', '.join(sorted(known))}")
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: {key}: expected a string, got {value!r}")
-    settings = Settings(**data)
-    if settings.default_preset and settings.default_preset not in PRESETS:
-        raise ConfigError(
-            f"{path}: default_preset: unknown preset {settings.default_preset!r}",
-            hint=f"choose one of: {', '.join(PRESETS)}",
-        )
-    return settings
+            refuse(f"{path}: unknown setting {key!r}", f"settings are: {', '.join(sorted(known))}")
+        elif not isinstance(value, str):
+            refuse(f"{path}: {key}: expected a string, got {value!r}", "put the value in quotes")
+        elif key == "default_preset" and value and value not in PRESETS:
+            refuse(f"{path}: default_preset: unknown preset {value!r}", f"choose one of: {', '.join(PRESETS)}")
+        else:
+            values[key] = value
+    return Settings(**values)
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> None:
+    """Write the settings atomically; ConfigError naming the file when it cannot be written."""
     import tomli_w
 
     from engine.atomic import atomic_write_text
 
-    atomic_write_text(path or settings_path(), tomli_w.dumps(dataclasses.asdict(settings)))
+    path = path or settings_path()
+    try:
+        atomic_write_text(path, tomli_w.dumps(dataclasses.asdict(settings)))
+    except OSError as err:
+        raise ConfigError(f"cannot save settings {path}: {err.strerror or err}",
+                          hint="check that the config folder is writable (NANOGPT_TUI_HOME)") from err

@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from textual.app import App, SystemCommand
+from textual.app import App, InvalidThemeError, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.theme import Theme
@@ -21,7 +21,7 @@ from engine.errors import ConfigError, EngineError
 from nanogpt_tui.model_service import LocalModels, ModelEngine
 from nanogpt_tui.screens.help import HelpScreen
 from nanogpt_tui.screens.runs import RunsScreen
-from engine.settings import Settings, load_settings, save_settings, settings_path
+from engine.settings import DEFAULT_THEME, Settings, load_settings, save_settings, settings_path
 
 if TYPE_CHECKING:
     from engine.config import Hyperparameters
@@ -42,7 +42,7 @@ class Engine(ModelEngine, Protocol):
     def launch(self, name: str, *, resume: bool = False) -> RunInfo: ...
     def create_and_launch(self, hp: Hyperparameters, name: str | None = None, **options: Any) -> RunInfo: ...
     def stop(self, name: str) -> None: ...
-    def resume(self, name: str) -> RunInfo: ...
+    def resume(self, name: str, *, rerun_finished: bool = False) -> RunInfo: ...
     def delete(self, name: str) -> None: ...
     def torchrun_command(self, name: str, *, node_rank: int | None = None) -> list[str]: ...
     def run_dir(self, name: str) -> Path: ...
@@ -99,8 +99,8 @@ class LocalEngine(LocalModels):
     def stop(self, name: str) -> None:
         self.manager.stop(name)
 
-    def resume(self, name: str) -> RunInfo:
-        return self.manager.resume(name)
+    def resume(self, name: str, *, rerun_finished: bool = False) -> RunInfo:
+        return self.manager.resume(name, rerun_finished=rerun_finished)
 
     def delete(self, name: str) -> None:
         self.manager.delete(name)
@@ -178,16 +178,26 @@ class NanoGPTApp(App[None]):
 
     def __init__(self, engine: Engine | None = None, settings: Settings | None = None, *,
                  clock: Callable[[], float] = time.time, exit_after_first_frame: bool = False) -> None:
-        self.settings = settings if settings is not None else load_settings()
+        # a wrong value in settings.toml keeps its default and is reported once the app is up
+        self._settings_problems: list[str] = []
+        self.settings = settings if settings is not None else load_settings(problems=self._settings_problems)
         self.engine: Engine = engine if engine is not None else LocalEngine(paths.data_dir(self.settings.data_dir) / "runs")
         # wall clock for durations of running runs; tests fix it so snapshots do not change
         self.clock = clock
         self._exit_after_first_frame = exit_after_first_frame
         super().__init__()
-        self.theme = self.settings.theme
+        try:
+            self.theme = self.settings.theme
+        except InvalidThemeError:
+            self._settings_problems.append(f"{settings_path()}: theme: unknown theme {self.settings.theme!r}: "
+                                           f"using {DEFAULT_THEME} instead")
+            self.settings = dataclasses.replace(self.settings, theme=DEFAULT_THEME)
+            self.theme = DEFAULT_THEME
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._save_theme)
+        for problem in self._settings_problems:
+            self.notify(problem, title="Settings", severity="warning", timeout=12)
         if self._exit_after_first_frame:
             self.call_after_refresh(self.exit)
 
@@ -197,7 +207,15 @@ class NanoGPTApp(App[None]):
 
     def update_settings(self, settings: Settings) -> None:
         self.settings = settings
-        save_settings(settings)
+        if self._settings_problems:
+            # the file holds something the user wrote that we could not read: never overwrite it unasked
+            self.notify(f"Not saved: fix or delete {settings_path()} first; the change lasts until you quit.",
+                        title="Settings", severity="warning", timeout=8)
+            return
+        try:
+            save_settings(settings)
+        except ConfigError as err:
+            self.show_error(err, title="Settings not saved")
 
     def set_default_preset(self, name: str) -> None:
         self.update_settings(dataclasses.replace(self.settings, default_preset=name))
@@ -251,11 +269,4 @@ def _bindings(cls: type) -> list[Binding]:
 
 def run_app() -> None:
     """Start the app in this terminal (what `nanogpt-tui` with no arguments does)."""
-    try:
-        settings = load_settings()
-    except ConfigError as err:
-        from nanogpt_tui.cli import print_error
-
-        print_error(err)
-        raise SystemExit(1) from err
-    NanoGPTApp(settings=settings, exit_after_first_frame=bool(os.environ.get(EXIT_AFTER_FIRST_FRAME_ENV))).run()
+    NanoGPTApp(exit_after_first_frame=bool(os.environ.get(EXIT_AFTER_FIRST_FRAME_ENV))).run()

@@ -9,6 +9,7 @@ never does.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -66,7 +67,8 @@ class ModelEngine(Protocol):
     def chat_session(self, model: LoadedModel, template: str, system: str) -> ChatSession: ...
     def evaluate(self, model: LoadedModel, data: str | None, max_tokens: int,
                  progress: Callable[[float], None], cancel: threading.Event) -> EvalReport: ...
-    def save_conversation(self, messages: Sequence[Mapping[str, str]], path: str | None) -> Path: ...
+    def save_conversation(self, messages: Sequence[Mapping[str, str]], path: str | None,
+                          overwrite: bool = False) -> Path: ...
     def list_servers(self) -> list[ServerInfo]: ...
     def start_server(self, entry: CheckpointEntry) -> ServerInfo: ...
     def stop_server(self, server: ServerInfo) -> None: ...
@@ -163,11 +165,23 @@ class LocalModels:
         return evaluate_model(generator.model, generator.tokenizer, tokens, seq_len=seq_len, max_tokens=max_tokens,
                               device=generator.device, progress=report)
 
-    def save_conversation(self, messages: Sequence[Mapping[str, str]], path: str | None) -> Path:
-        """Write the conversation as fine-tuning JSON (the default folder is <data dir>/conversations)."""
+    def save_conversation(self, messages: Sequence[Mapping[str, str]], path: str | None,
+                          overwrite: bool = False) -> Path:
+        """Write the conversation as fine-tuning JSON (the default folder is <data dir>/conversations).
+
+        An existing file is replaced only with overwrite=True (the screen asks first); a default name
+        that is taken gets a number instead.
+        """
         document = conversation_document(messages)
-        target = Path(path).expanduser() if path else (
-            self.workspace.conversations_dir / f"chat-{time.strftime('%Y%m%d-%H%M%S')}.json")
+        if path:
+            target = Path(path).expanduser()
+            if target.exists() and not overwrite:
+                raise DataError(f"{target} already exists, so the conversation was not saved",
+                                hint="give another path, or confirm replacing the file")
+        else:
+            stem = self.workspace.conversations_dir / f"chat-{time.strftime('%Y%m%d-%H%M%S')}"
+            target = next(candidate for n in itertools.count(1)
+                          if not (candidate := Path(f"{stem}{'' if n == 1 else f'-{n}'}.json")).exists())
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(target, json.dumps(document, indent=1, ensure_ascii=False) + "\n")

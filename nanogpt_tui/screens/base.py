@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
 from textual import on, work
@@ -51,6 +52,21 @@ class AppScreen(Screen[ResultType]):
         """Call `call(name)` off the UI thread; `done` is what the user is told when it returns."""
         call(name)
         return f"{name}: {done}"
+
+    def resume_run(self, name: str, state: str) -> None:
+        """Resume a run; a finished one only once the user has agreed to what that changes."""
+        if state != "finished":
+            self.run_engine_action("resumed", name, self.engine.resume)
+            return
+        from nanogpt_tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_engine_action("resumed", name, partial(self.engine.resume, rerun_finished=True))
+
+        question = (f"Run [b]{name}[/b] already finished. Resuming trains its last steps again, "
+                    "replaces its final checkpoint and adds to its metrics.\nResume it anyway?")
+        self.app.push_screen(ConfirmScreen(question, "Resume"), answered)
 
     def worker_failed(self, worker: Worker[object], error: BaseException) -> None:
         """Any worker error is shown; the screen stays usable."""

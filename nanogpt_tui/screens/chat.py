@@ -16,6 +16,7 @@ from textual.worker import Worker
 
 from engine.errors import EngineError
 from engine.sampling_params import SamplingParams
+from engine.text_input import text_problem
 from nanogpt_tui.messages import POST_EVERY_S, ModelLoaded, ReplyCompleted, ReplyStreamed, TurnsDropped
 from nanogpt_tui.model_service import CheckpointEntry, LoadedModel, sampling_params
 from nanogpt_tui.screens.chat_commands import NO_MODEL, ChatBase, UnknownCommand, parse_chat_command
@@ -160,6 +161,10 @@ class ChatScreen(ChatBase):
             return
         if self._session is None:
             self.notify(f"{self._loading} is still loading…" if self._loading else NO_MODEL, severity="warning")
+            return
+        problem = text_problem(text)
+        if problem is not None:
+            self.notify(f"Not sent: the message {problem}.", severity="warning")
             return
         self.query_one("#prompt", PromptArea).remember(text)
         self._transcript.append({"role": "user", "content": text})

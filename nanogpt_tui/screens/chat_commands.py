@@ -8,6 +8,7 @@ chat screen must be importable before any model is loaded.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from textual.widgets import Static
 from textual.worker import Worker
 
 from engine.errors import EngineError
+from engine.text_input import text_problem
 from nanogpt_tui.screens.base import AppScreen
 from nanogpt_tui.widgets.clipboard import copy_text
 from nanogpt_tui.widgets.message import ChatMessage, ConversationView
@@ -175,6 +177,10 @@ class ChatBase(AppScreen[None]):
         if self.generating:
             self.notify("Wait for the reply to end (or press Esc) first.", severity="warning")
             return
+        problem = text_problem(text)
+        if problem is not None:
+            self.notify(f"System message not changed: it {problem}.", severity="warning")
+            return
         self._system = text.strip()
         if self._session is not None:
             messages = self._session.messages
@@ -211,11 +217,28 @@ class ChatBase(AppScreen[None]):
 
     def _save(self, path: str | None) -> None:
         system = [{"role": "system", "content": self._system}] if self._system else []
-        self._save_worker(system + self._transcript, path)
+        messages = system + self._transcript
+        target = Path(path).expanduser() if path else None
+        if target is None or not target.exists():
+            self._save_worker(messages, path, overwrite=False)
+            return
+        if target.is_dir():
+            self.notify(f"Not saved: {target} is a folder; give a file name (/save PATH.json).", severity="warning")
+            return
+        from nanogpt_tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._save_worker(messages, path, overwrite=True)
+            else:
+                self._notice(f"Not saved: {target} is kept as it was.")
+
+        self.app.push_screen(ConfirmScreen(f"{target} already exists. Replace it with this conversation? "
+                                           "What the file holds now is lost.", "Replace"), answered)
 
     @work(thread=True, exclusive=True, group="chat-save", exit_on_error=False)
-    def _save_worker(self, messages: list[dict[str, str]], path: str | None) -> str:
-        return str(self.engine.save_conversation(messages, path))
+    def _save_worker(self, messages: list[dict[str, str]], path: str | None, overwrite: bool) -> str:
+        return str(self.engine.save_conversation(messages, path, overwrite))
 
     def worker_succeeded(self, worker: Worker[object]) -> None:
         if worker.group == "chat-save":

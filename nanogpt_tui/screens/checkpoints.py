@@ -33,9 +33,16 @@ COLUMNS = ("Run", "Kind", "Step", "Tokens", "Val loss", "Val bpb", "Params", "Si
 KIND_STYLES = {"finetune": "magenta", "import": "cyan"}
 
 
+def shown(entry: CheckpointEntry, key: str) -> str:
+    """A text field of the sidecar, "—" when it is missing or not a string (anyone can edit a sidecar)."""
+    value = entry.meta.get(key)
+    return value if isinstance(value, str) and value else "—"
+
+
 def metadata_text(entry: CheckpointEntry) -> Text:
     """The details pane: what the sidecar says, one fact per line."""
     meta = entry.meta
+    parent = meta.get("parent")
     lines = [
         ("Path", display_path(entry.path)),
         ("Run", f"{entry.run} ({entry.kind})"),
@@ -45,17 +52,18 @@ def metadata_text(entry: CheckpointEntry) -> Text:
         ("Val bpb", fmt.loss(entry.number("val_bpb"))),
         ("Parameters", fmt.count(entry.number("num_params") or 0)),
         ("Size", fmt.size(entry.number("size_bytes") or 0)),
-        ("Tokenizer", str(meta.get("tokenizer", "—"))),
-        ("Preset", str(meta.get("preset", "—"))),
+        ("Tokenizer", shown(entry, "tokenizer")),
+        ("Preset", shown(entry, "preset")),
         ("Created", fmt.started(entry.number("created_at"))),
-        ("Parent", display_path(Path(meta["parent"])) if meta.get("parent") else "—"),
+        ("Parent", display_path(Path(parent)) if isinstance(parent, str) and parent else "—"),
         ("Answers chats", "yes (fine-tuned)" if entry.finetuned else "no: a base model continues text"),
     ]
     text = Text()
     for label, value in lines:
         text.append(f"{label:<14}", style="bold")
         text.append(value + "\n")
-    for note in meta.get("notes") or []:
+    notes = meta.get("notes")
+    for note in notes if isinstance(notes, list) else []:
         text.append(f"note: {note}\n", style="italic")
     return text
 
@@ -156,7 +164,7 @@ class CheckpointsScreen(AppScreen[None]):
             fmt.loss(entry.number("val_bpb")),
             fmt.count(entry.number("num_params") or 0),
             fmt.size(entry.number("size_bytes") or 0),
-            str(entry.meta.get("tokenizer", "—")),
+            shown(entry, "tokenizer"),
             fmt.started(entry.number("created_at")),
             _short_parent(parent) if isinstance(parent, str) and parent else "—",
         )

@@ -227,4 +227,4 @@ class DashboardScreen(AppScreen[None]):
         if self._info is not None and self._info.state == "running":
             self.notify("The run is already running.", severity="warning")
             return
-        self.run_engine_action("resumed", self.run_name, self.engine.resume)
+        self.resume_run(self.run_name, self._info.state if self._info is not None else "")

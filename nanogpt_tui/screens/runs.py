@@ -198,7 +198,7 @@ class RunsScreen(AppScreen[None]):
         if run.state == "running":
             self.notify(f"{run.name} is already running.", severity="warning")
             return
-        self.run_engine_action("resumed", run.name, self.engine.resume)
+        self.resume_run(run.name, run.state)
 
     def action_delete_run(self) -> None:
         run = self._selected()

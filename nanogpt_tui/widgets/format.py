@@ -58,7 +58,12 @@ def duration(seconds: float | None) -> str:
 
 def started(timestamp: float | None) -> str:
     """Local month-day hour:minute."""
-    return "—" if timestamp is None else time.strftime("%m-%d %H:%M", time.localtime(timestamp))
+    if timestamp is None:
+        return "—"
+    try:
+        return time.strftime("%m-%d %H:%M", time.localtime(timestamp))
+    except (OverflowError, OSError, ValueError):  # a time no clock can show (edited or corrupt file)
+        return "—"
 
 
 def run_duration(started_at: float | None, ended_at: float | None, running: bool, now: float) -> str:

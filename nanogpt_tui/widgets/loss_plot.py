@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 from textual.timer import Timer
 from textual_plotext import PlotextPlot
 
@@ -12,6 +15,16 @@ POINTS_PER_COLUMN = 2
 MIN_POINTS = 80
 # new data redraws the plot at most this often; plotext's rendering is the dashboard's main CPU cost
 REDRAW_INTERVAL_S = 0.5
+
+
+def drawable(xs: Sequence[float], ys: Sequence[float], *, log_scale: bool) -> list[tuple[float, float]]:
+    """The points plotext can draw: finite numbers (NaN or infinity breaks its axes), y > 0 on a log axis."""
+    return [(x, y) for x, y in zip(xs, ys)
+            if _finite(x) and _finite(y) and (y > 0 or not log_scale)]
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class LossPlot(PlotextPlot):
@@ -54,12 +67,16 @@ class LossPlot(PlotextPlot):
     def _draw(self) -> None:
         plt = self.plt
         plt.clear_data()
+        drawn = 0
         for label, curve in self._curves.items():
             xs = curve.tokens if self.by_tokens else curve.steps
             ys = curve.smoothed if self.smooth else curve.values
-            if xs:
-                plt.plot(list(xs), list(ys), label=label, marker="braille")
-        plt.yscale("log" if self.log_scale else "linear")
+            points = drawable(xs, ys, log_scale=self.log_scale)
+            if points:
+                plt.plot([x for x, _ in points], [y for _, y in points], label=label, marker="braille")
+                drawn += 1
+        # plotext fails on a log axis without points; with nothing to draw the flag waits for data
+        plt.yscale("log" if self.log_scale and drawn else "linear")
         flags = [name for name, on in (("log", self.log_scale), ("smoothed", self.smooth)) if on]
         plt.title(self._title + (f" ({', '.join(flags)})" if flags else ""))
         plt.xlabel("tokens" if self.by_tokens else "step")

@@ -98,7 +98,10 @@ async def test_delete_of_a_running_run_is_refused(make_app, runs_root: Path) -> 
 
 
 async def test_resume_relaunches(make_app, engine, runs_root: Path) -> None:
-    write_run(runs_root, "paused", state="stopped", steps=3)
+    checkpoints = write_run(runs_root, "paused", state="stopped", steps=3) / "checkpoints"
+    checkpoints.mkdir()  # resuming needs a checkpoint; listing it reads only the sidecar
+    (checkpoints / "step_000003.pt").write_bytes(b"")
+    (checkpoints / "step_000003.json").write_text('{"step": 3}')
     app = make_app()
     async with app.run_test() as pilot:
         await wait_for(pilot, lambda: "paused" in table_rows(app), what="the row")
