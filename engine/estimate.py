@@ -181,7 +181,10 @@ def fit_problem(hp: Hyperparameters, nproc: int, kind: str) -> str | None:
     if available is None:
         return None
     capacity, where = available
-    memory = memory_per_rank(dataclasses.replace(hp, run=dataclasses.replace(hp.run, device=kind)), nproc)
+    try:
+        memory = memory_per_rank(dataclasses.replace(hp, run=dataclasses.replace(hp.run, device=kind)), nproc)
+    except ConfigError:
+        return None  # a batch that does not split over the ranks is refused where the batch is planned
     state = memory.weights + memory.gradients + memory.optimizer_state
     ranks_sharing = nproc if kind == "cpu" else 1
     need = (memory.total if kind == "cpu" else state) * ranks_sharing

@@ -147,6 +147,7 @@ OPTION_LIMITS: dict[str, Limit] = {
     "val_every": at_least(0, hint="0 = no validation shard"),
     "shard_tokens": positive(),
     "workers": positive(),
+    "port": Limit(0, 65535, integer=True, hint="0 picks a free port"),
 }
 
 

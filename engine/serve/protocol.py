@@ -6,6 +6,7 @@ Every problem with a request becomes an `ApiError` with the status and the OpenA
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -65,6 +66,8 @@ def _number(body: dict[str, Any], key: str, default: float, *, low: float | None
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ApiError(400, f"{key} must be a number, got {type(value).__name__}", param=key, code="invalid_type")
+    if not math.isfinite(value):  # Python's JSON reads NaN and Infinity
+        raise ApiError(400, f"{key} must be a finite number, got {value}", param=key, code="invalid_value")
     if low is not None and (value <= low if low_open else value < low) or high is not None and value > high:
         bounds = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
         raise ApiError(400, f"{key} must be {bounds}, got {value}", param=key, code="invalid_value")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from nanogpt_tui.commands.generate import add_checkpoint_arguments
+from nanogpt_tui.commands.options import number
 
 
 def _say(line: str) -> None:
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API")
     add_checkpoint_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    parser.add_argument("--port", type=number("port"), default=8000, help="port (default 8000; 0 picks a free one)")
     parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (or set NANOGPT_TUI_API_KEY)")
     parser.add_argument("--model-name", help="the model's id in the API (default: the run's name)")
     parser.add_argument("--template", choices=("special", "plain"),

@@ -126,6 +126,16 @@ def test_sampling_never_sees_non_finite_scores() -> None:
             sample_next(logits, SamplingParams(temperature=0.8, top_k=0), generator)
 
 
+def test_the_server_refuses_numbers_that_are_not_finite() -> None:
+    from engine.serve.protocol import CHAT_DEFAULTS, ApiError, sampling_params
+
+    for key in ("temperature", "top_p", "repetition_penalty"):
+        for bad in (float("nan"), float("inf")):
+            with pytest.raises(ApiError) as info:
+                sampling_params({key: bad}, CHAT_DEFAULTS, max_context=64)
+            assert info.value.status == 400 and key in str(info.value)
+
+
 def test_every_numeric_config_field_has_a_limit() -> None:
     import dataclasses
     import typing
@@ -306,7 +316,7 @@ def test_permission_denied_is_not_called_truncated(tiny: Path, monkeypatch: pyte
 
 def _app(runs_root: Path, settings: object = None) -> object:
     from nanogpt_tui.app import NanoGPTApp
-    from nanogpt_tui.settings import Settings
+    from engine.settings import Settings
     from tests.tui.conftest import FIXED_NOW, FakeEngine
 
     app = NanoGPTApp(FakeEngine(runs_root), Settings() if settings is None else settings, clock=lambda: FIXED_NOW)
@@ -357,7 +367,7 @@ async def test_a_sidecar_with_wrong_types_shows_its_details(runs_root: Path, tin
 @pytest.mark.parametrize("text", ['theme = "no-such-theme"\n', "theme = \n", 'theme = "textual-light"\ncolour = 3\n'])
 async def test_bad_settings_start_the_app_with_a_notice_and_are_not_overwritten(runs_root: Path, text: str) -> None:
     from nanogpt_tui.app import NanoGPTApp
-    from nanogpt_tui.settings import settings_path
+    from engine.settings import settings_path
     from tests.tui.conftest import FIXED_NOW, FakeEngine, wait_for
     from tests.tui.test_chat import record_notifications
 
@@ -379,7 +389,7 @@ async def test_chat_refuses_text_that_is_not_unicode_and_goes_on(runs_root: Path
     import threading
 
     from nanogpt_tui.app import NanoGPTApp
-    from nanogpt_tui.settings import Settings
+    from engine.settings import Settings
     from tests.tui.conftest import FIXED_NOW, wait_for
     from tests.tui.model_fixtures import ScriptedEngine, ScriptedGenerator, save_tiny_checkpoint
     from tests.tui.test_chat import open_chat, record_notifications, replies, send
@@ -404,7 +414,7 @@ async def test_chat_save_asks_before_replacing_a_file(runs_root: Path, tmp_path:
 
     from nanogpt_tui.app import NanoGPTApp
     from nanogpt_tui.screens.confirm import ConfirmScreen
-    from nanogpt_tui.settings import Settings
+    from engine.settings import Settings
     from tests.tui.conftest import FIXED_NOW, wait_for
     from tests.tui.model_fixtures import ScriptedEngine, ScriptedGenerator, save_tiny_checkpoint
     from tests.tui.test_chat import open_chat, replies, send
