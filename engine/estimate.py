@@ -162,6 +162,8 @@ def device_memory(kind: str) -> tuple[int, str] | None:
     if kind == "cuda":
         import torch
 
+        if not torch.cuda.is_available():  # a plan made for another machine's GPUs: nothing to compare
+            return None
         props = torch.cuda.get_device_properties(0)
         return props.total_memory, f"the {props.name}"
     try:
