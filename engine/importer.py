@@ -71,10 +71,22 @@ class LoadedCheckpoint:
 
     @property
     def trained_length(self) -> int | None:
-        """The rows the model was trained on (train.train_seq_len), when the checkpoint says."""
-        train = (self.hyperparameters or {}).get("train", {})
+        """The longest rows the model was trained on (train.train_seq_len), when the checkpoint says.
+
+        A fine-tune's rows are cut to MAX_FINETUNE_SEQ_LEN: at that length its parent trained on
+        at least as much, how much more is not recorded, so no length is claimed.
+        """
+        from engine.finetune import MAX_FINETUNE_SEQ_LEN
+
+        hyperparameters = self.hyperparameters or {}
+        train = hyperparameters.get("train", {})
         seq_len = train.get("train_seq_len") if isinstance(train, dict) else None
-        return int(seq_len) if isinstance(seq_len, int) and seq_len > 1 else None
+        if not isinstance(seq_len, int) or seq_len <= 1:
+            return None
+        finetune = hyperparameters.get("finetune", {})
+        if isinstance(finetune, dict) and finetune.get("from_checkpoint") and seq_len >= MAX_FINETUNE_SEQ_LEN:
+            return None
+        return seq_len
 
     @property
     def context_length(self) -> int:

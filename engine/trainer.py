@@ -71,6 +71,8 @@ class Trainer:
 
         t = self.hp.train
         model = GPT(self.hp.model, max_seq_len=max(t.train_seq_len, t.val_seq_len)).to(self.device)
+        # samples and longer validation rows read no farther back than training does, as after loading
+        model.attention_limit = t.train_seq_len
         return model
 
     def build_optimizers(self) -> list[torch.optim.Optimizer]:

@@ -114,3 +114,17 @@ def test_chat_context_is_what_the_model_can_use_and_drops_are_counted(tmp_path: 
     assert trims and all(t.fits and t.prompt_tokens <= small.prompt_budget(params) for t in trims)
     assert small.dropped_messages == trims[-1].total_dropped == sum(t.dropped_messages for t in trims)
     assert all(t.dropped_messages % 2 == 0 for t in trims), "a user message goes with its reply"
+
+
+def test_a_fine_tune_cut_to_the_longest_fine_tuning_rows_claims_no_trained_length(tmp_path: Path,
+                                                                                   tokenizer: BPETokenizer) -> None:
+    from engine.finetune import MAX_FINETUNE_SEQ_LEN
+
+    loaded = load_model(trained_at_64(tmp_path, tokenizer))
+    assert loaded.trained_length == 64
+    hp = loaded.hyperparameters
+    short = {**hp, "finetune": {**hp["finetune"], "from_checkpoint": "/parent.pt"}}
+    assert dataclasses.replace(loaded, hyperparameters=short).trained_length == 64, "its parent's rows were as short"
+    cut = {**short, "train": {**hp["train"], "train_seq_len": MAX_FINETUNE_SEQ_LEN}}
+    assert dataclasses.replace(loaded, hyperparameters=cut).trained_length is None, \
+        "a speedrun parent trained on far longer rows than the fine-tune's"
