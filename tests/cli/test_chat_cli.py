@@ -34,6 +34,8 @@ def test_chat_session_with_commands(isolated_home: Path, tokenizer: BPETokenizer
     assert run_cli(["chat", "tiny", "--max-tokens", "5", "--system", "Be brief."]) == 0
     out = capsys.readouterr().out
     assert "template: special" in out
+    # the tiny model's windows (16 tokens) are shorter than its 128-token rows, so they are what it reads
+    assert "context 4096 tokens" in out and "the model reads the last 16" in out, "the chat states its context"
     assert out.count("Assistant: ") == 2, "two messages, two replies; commands and blank lines get none"
     assert "started a new conversation" in out and out.rstrip().endswith("bye")
 

@@ -116,6 +116,21 @@ def test_chat_context_is_what_the_model_can_use_and_drops_are_counted(tmp_path: 
     assert all(t.dropped_messages % 2 == 0 for t in trims), "a user message goes with its reply"
 
 
+def test_evaluation_reads_within_the_same_limit(tmp_path: Path, tokenizer: BPETokenizer) -> None:
+    from engine.evaluate import EvalData, evaluate_model
+
+    loaded = load_model(trained_at_64(tmp_path, tokenizer))
+    data = EvalData(torch.tensor([0, *tokenizer.encode(TEXT)][:1025]), "text")
+    capped = evaluate_model(loaded.model, tokenizer, data, seq_len=256)
+    loaded.model.attention_limit = None
+    uncapped = evaluate_model(loaded.model, tokenizer, data, seq_len=256)
+    assert abs(capped.loss - uncapped.loss) > 1e-4, "rows past the trained length are scored with the cap"
+    short = [evaluate_model(loaded.model, tokenizer, data, seq_len=64).loss]
+    loaded.model.attention_limit = 64
+    short.append(evaluate_model(loaded.model, tokenizer, data, seq_len=64).loss)
+    assert short[0] == pytest.approx(short[1], rel=1e-5), "within the trained length the cap changes nothing"
+
+
 def test_a_fine_tune_cut_to_the_longest_fine_tuning_rows_claims_no_trained_length(tmp_path: Path,
                                                                                    tokenizer: BPETokenizer) -> None:
     from engine.finetune import MAX_FINETUNE_SEQ_LEN
