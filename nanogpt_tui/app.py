@@ -18,7 +18,7 @@ from textual.theme import Theme
 
 from engine import paths
 from engine.errors import ConfigError, EngineError
-from nanogpt_tui.model_service import LocalModels, ModelEngine
+from nanogpt_tui.model_service import LocalModels, ModelCache, ModelEngine
 from nanogpt_tui.screens.help import HelpScreen
 from nanogpt_tui.screens.runs import RunsScreen
 from engine.settings import DEFAULT_THEME, Settings, load_settings, save_settings, settings_path
@@ -60,6 +60,7 @@ class LocalEngine(LocalModels):
         # the runs folder; None follows the one data-root rule (NANOGPT_TUI_HOME, settings.toml, platform)
         self.root = Path(root) if root is not None else paths.runs_dir()
         self._workspace: Workspace | None = None
+        self.model_cache = ModelCache()
 
     @property
     def workspace(self) -> Workspace:

@@ -37,6 +37,16 @@ class RunsListed(Message):
 
 
 @dataclass
+class PollFailed(Message):
+    """A polling worker's read failed this time; it goes on polling."""
+
+    error: BaseException
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, PollFailed)
+
+
+@dataclass
 class RunStatusRead(Message):
     """status.json / run.json of the followed run were read again."""
 
@@ -180,6 +190,15 @@ class ModelLoaded(Message):
     """A checkpoint's weights are loaded and ready to generate."""
 
     model: LoadedModel
+    # which request this answers: a screen keeps only the answer to its latest one
+    ticket: int = 0
+
+
+@dataclass
+class NewestCheckpointFound(Message):
+    """The checkpoint a screen opens with when none was chosen (the CLI's "nothing" rule); None when there is none."""
+
+    entry: CheckpointEntry | None
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,8 +24,6 @@ from engine.errors import DataError
 from engine.runs.protocol import SEED_FINETUNE_FORMAT, CheckpointEntry
 
 if TYPE_CHECKING:
-    import threading
-
     from engine.chat import ChatSession
     from engine.config import FinetuneConfig
     from engine.data.conversations import ConversationReport
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
     from engine.importer import ImportResult
     from engine.runs import RunInfo, Workspace
     from engine.serve.processes import ServerInfo, ServerManager
-
 
 
 @dataclass
@@ -56,6 +54,7 @@ class ModelEngine(Protocol):
     """The part of the engine facade that serves checkpoints; tests pass fakes of single methods."""
 
     def list_checkpoints(self) -> list[CheckpointEntry]: ...
+    def newest_checkpoint(self) -> CheckpointEntry | None: ...
     def checkpoint_config(self, entry: CheckpointEntry) -> str: ...
     def delete_checkpoint(self, entry: CheckpointEntry) -> None: ...
     def import_checkpoint(self, path: str, name: str | None, *, trust_pickle: bool = False) -> ImportResult: ...
@@ -92,15 +91,46 @@ def conversation_document(messages: Sequence[Mapping[str, str]]) -> dict[str, An
     return {"conversations": [{"messages": kept}]}
 
 
+class ModelCache:
+    """Loaded models by checkpoint file (and its modification time), the few most recent kept.
+
+    Loads run under one lock, so two screens asking for one checkpoint at once get one copy.
+    """
+
+    def __init__(self, keep: int = 2) -> None:
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._models: dict[tuple[Path, float], LoadedModel] = {}
+
+    def get(self, entry: CheckpointEntry, load: Callable[[CheckpointEntry], LoadedModel]) -> LoadedModel:
+        try:
+            key = (entry.path.resolve(), entry.path.stat().st_mtime)
+        except OSError:
+            return load(entry)  # the load reports the missing file
+        with self._lock:
+            model = self._models.pop(key, None)
+            if model is None:
+                model = load(entry)
+            self._models[key] = model  # most recent last
+            while len(self._models) > self.keep:
+                del self._models[next(iter(self._models))]
+            return model
+
+
 class LocalModels:
     """ModelEngine over `self.workspace` (mixed into the app's LocalEngine)."""
 
     root: Path
     workspace: Workspace
+    model_cache: ModelCache
 
     def list_checkpoints(self) -> list[CheckpointEntry]:
         """Every complete checkpoint of every run, newest run first, steps in order; sidecars only."""
         return self.workspace.checkpoints.list()
+
+    def newest_checkpoint(self) -> CheckpointEntry | None:
+        """The checkpoint `nanogpt-tui chat` opens without an argument."""
+        return self.workspace.checkpoints.newest_entry()
 
     def checkpoint_config(self, entry: CheckpointEntry) -> str:
         """The run's config.toml as text, or the sidecar's model section when the run has none."""
@@ -135,6 +165,11 @@ class LocalModels:
         return self.workspace.launch_finetune(plan)
 
     def load_model(self, entry: CheckpointEntry) -> LoadedModel:
+        """The checkpoint's model, loaded once: Chat and Evaluate on one checkpoint share it (and its lock)."""
+        return self.model_cache.get(entry, self._load_model)
+
+    @staticmethod
+    def _load_model(entry: CheckpointEntry) -> LoadedModel:
         from engine.generate import Generator
         from engine.importer import load_model
 

@@ -59,6 +59,14 @@ class CheckpointCatalogue:
             self.problems += problems
         return entries
 
+    def newest_entry(self) -> CheckpointEntry | None:
+        """The newest checkpoint of the newest run that has one of ours, as a listing entry."""
+        for info in self.runs.list_runs():
+            found, _ = list_checkpoint_files(info.path / CHECKPOINTS_DIR, info.name)
+            if found:
+                return found[-1]
+        return None
+
     def newest(self) -> ResolvedCheckpoint:
         """The newest checkpoint of the newest run that has one."""
         for info in self.runs.list_runs():

@@ -11,6 +11,8 @@ from textual import on, work
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from engine.errors import EngineError
+
 if TYPE_CHECKING:
     from nanogpt_tui.app import Engine, NanoGPTApp
 
@@ -71,6 +73,25 @@ class AppScreen(Screen[ResultType]):
     def worker_failed(self, worker: Worker[object], error: BaseException) -> None:
         """Any worker error is shown; the screen stays usable."""
         self.nanogpt.show_error(error)
+
+
+# what a polling tick may meet when another viewer changes the runs folder under it
+POLL_ERRORS = (EngineError, OSError, ValueError)
+
+
+def poll(interval: float, tick: Callable[[], None], failed: Callable[[BaseException], None]) -> None:
+    """Call `tick` every `interval` seconds until the worker is cancelled.
+
+    A tick that fails (the run was deleted by another viewer, a folder vanished mid-listing) is
+    reported through `failed` and the polling goes on, so the screen follows what comes next.
+    """
+    while True:
+        try:
+            tick()
+        except POLL_ERRORS as err:
+            failed(err)
+        if not keep_polling(interval):
+            return
 
 
 def keep_polling(interval: float) -> bool:

@@ -7,17 +7,24 @@ import time
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Header, Input, Static, TextArea
 from textual.worker import Worker
 
 from engine.errors import EngineError
 from engine.sampling_params import SamplingParams
 from engine.text_input import text_problem
-from nanogpt_tui.messages import POST_EVERY_S, ModelLoaded, ReplyCompleted, ReplyStreamed, TurnsDropped
+from nanogpt_tui.messages import (
+    POST_EVERY_S,
+    ModelLoaded,
+    NewestCheckpointFound,
+    ReplyCompleted,
+    ReplyStreamed,
+    TurnsDropped,
+)
 from nanogpt_tui.model_service import CheckpointEntry, LoadedModel, sampling_params
 from nanogpt_tui.screens.chat_commands import NO_MODEL, ChatBase, UnknownCommand, parse_chat_command
 from nanogpt_tui.widgets.message import ChatMessage, ConversationView, PromptArea
@@ -70,7 +77,49 @@ class ChatScreen(ChatBase):
         if self._pending is not None:
             self.open_checkpoint(self._pending)
         else:
+            # after the first refresh: a caller that opens a checkpoint right after switching here wins
+            self.call_after_refresh(self._open_newest)
+
+    def _open_newest(self) -> None:
+        if self._model is None and self._loading is None:
+            self._notice("Looking for the newest checkpoint…")
+            self._find_newest()
+
+    @work(thread=True, exclusive=True, group="chat-newest", exit_on_error=False)
+    def _find_newest(self) -> None:
+        self.post_message(NewestCheckpointFound(self.engine.newest_checkpoint()))
+
+    @on(NewestCheckpointFound)
+    def _newest_found(self, event: NewestCheckpointFound) -> None:
+        if self._model is not None or self._loading is not None:
+            return  # the user chose one meanwhile
+        if event.entry is None:
             self._notice(NO_MODEL)
+            return
+        self._notice(f"Opening the newest checkpoint, {event.entry.label} (as `nanogpt-tui chat` does); "
+                     "ctrl+o chooses another.")
+        self.open_checkpoint(event.entry)
+
+    def on_screen_resume(self) -> None:
+        # back from a dialog (ctrl+n, ctrl+r, ctrl+o): the prompt, not whatever the dialog left focused
+        if not isinstance(self.focused, (PromptArea, Input)) and self.focused is not self.query_one(ConversationView):
+            self.query_one("#prompt", PromptArea).focus()
+
+    def on_key(self, event: events.Key) -> None:
+        """A printable key typed anywhere on the chat goes to the prompt, not to a key binding.
+
+        Text fields (the prompt, the seed) take their own keys before this; the conversation keeps
+        its keys (1-4, c) because the user moved there on purpose with Esc.
+        """
+        if not event.is_printable or event.character is None:
+            return
+        if isinstance(self.focused, (TextArea, Input, ConversationView)):
+            return
+        event.stop()
+        event.prevent_default()
+        prompt = self.query_one("#prompt", PromptArea)
+        prompt.focus()
+        prompt.insert(event.character)
 
     # ------------------------------------------------------------------ the model
     def open_checkpoint(self, entry: CheckpointEntry) -> None:
@@ -83,16 +132,26 @@ class ChatScreen(ChatBase):
             self.notify("A reply is still streaming: press Esc to stop it first.", severity="warning")
             return
         self._loading = entry.label
+        self._load_ticket += 1
         self._notice(f"Loading {entry.label}…")
         self.query_one("#chat-model", Static).update(f"Loading [b]{entry.label}[/b]…")
-        self._load(entry)
+        self._load_worker = self._load(entry, self._load_ticket)
 
-    @work(thread=True, exclusive=True, group="chat-load", exit_on_error=False)
-    def _load(self, entry: CheckpointEntry) -> None:
-        self.post_message(ModelLoaded(self.engine.load_model(entry)))
+    # not exclusive: a thread cannot be interrupted, so every load ends and only the latest one counts
+    @work(thread=True, group="chat-load", exit_on_error=False)
+    def _load(self, entry: CheckpointEntry, ticket: int) -> None:
+        self.post_message(ModelLoaded(self.engine.load_model(entry), ticket))
 
     @on(ModelLoaded)
     def _loaded(self, event: ModelLoaded) -> None:
+        if event.ticket != self._load_ticket:
+            return  # an earlier, slower load: a later choice replaced it
+        if self.generating:
+            # the old model is still replying: stop it, let its reply land in the old conversation, then switch
+            assert self._cancel is not None
+            self._cancel.set()
+            self._after_reply = lambda: self._loaded(event)
+            return
         model = event.model
         template = "" if model.finetuned else "plain"
         try:
@@ -116,6 +175,8 @@ class ChatScreen(ChatBase):
 
     def worker_failed(self, worker: Worker[object], error: BaseException) -> None:
         if worker.group == "chat-load":
+            if worker is not self._load_worker:
+                return  # a load that a later choice replaced
             self._loading = None
             self.query_one("#chat-model", Static).update(
                 NO_MODEL if self._model is None else self._model_text(self._model))

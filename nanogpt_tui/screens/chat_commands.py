@@ -84,6 +84,8 @@ class ChatBase(AppScreen[None]):
         self._session: ChatSession | None = None
         self._pending: CheckpointEntry | None = None
         self._loading: str | None = None
+        self._load_ticket = 0  # counts load requests; only the latest one's model is used
+        self._load_worker: Worker[None] | None = None
         self._cancel: threading.Event | None = None
         self._reply: ChatMessage | None = None  # the reply that is streaming
         self._streamed_so_far: ReplyStreamed | None = None  # its latest text, drawn at most once a frame

@@ -13,8 +13,9 @@ from textual.widgets import Footer, Header, ProgressBar, Sparkline, Static
 
 from engine.errors import ConfigError
 from engine.runs import RunInfo
-from nanogpt_tui.messages import GpuStatsRead, MetricsFollowed, RunConfigRead, RunStatusRead, RunWarned
-from nanogpt_tui.screens.base import AppScreen, keep_polling
+from nanogpt_tui.app import error_text
+from nanogpt_tui.messages import GpuStatsRead, MetricsFollowed, PollFailed, RunConfigRead, RunStatusRead, RunWarned
+from nanogpt_tui.screens.base import AppScreen, keep_polling, poll
 from nanogpt_tui.widgets import format as fmt
 from nanogpt_tui.widgets.gpu import format_gpu_stats, read_gpu_stats
 from nanogpt_tui.widgets.log_tail import LogTail
@@ -91,20 +92,30 @@ class DashboardScreen(AppScreen[None]):
         except ConfigError as err:
             self.post_message(RunConfigRead(None, err.message))
         reader, series = engine.metrics_reader(name), RunSeries()
-        tick = 0
-        while True:
+        ticks = 0
+
+        def tick() -> None:
+            nonlocal ticks
+            ticks += 1
             events = reader.read_new()
             for event in events:
                 if event["kind"] == "status" and event.get("state") == "running" and "failed" in str(event.get("message")):
                     self.post_message(RunWarned(f"step {event['step']}: {event['message']}"))
-            if events or tick == 0:
+            if events or ticks == 1:
                 series.add(events)
                 self.post_message(MetricsFollowed(series.snapshot(self._max_points)))
-            if tick % STATUS_EVERY_TICKS == 0:
+            if (ticks - 1) % STATUS_EVERY_TICKS == 0:
                 self.post_message(RunStatusRead(engine.get(name)))
-            tick += 1
-            if not keep_polling(FOLLOW_INTERVAL_S):
-                return
+
+        poll(FOLLOW_INTERVAL_S, tick, lambda err: self.post_message(PollFailed(err)))
+
+    @on(PollFailed)
+    def _poll_failed(self, event: PollFailed) -> None:
+        text = error_text(event.error)
+        self._show("#outcome", f"Cannot read the run now: {text}", layout=True)
+        outcome = self.query_one("#outcome", Static)
+        outcome.display = True
+        outcome.set_class(True, "failed")
 
     @work(thread=True, exclusive=True, group="gpu", exit_on_error=False)
     def _poll_gpu(self) -> None:

@@ -12,8 +12,8 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker
 
-from nanogpt_tui.messages import RunRow, RunsListed
-from nanogpt_tui.screens.base import RUN_ACTION, AppScreen, keep_polling
+from nanogpt_tui.messages import PollFailed, RunRow, RunsListed
+from nanogpt_tui.screens.base import RUN_ACTION, AppScreen, poll
 from nanogpt_tui.screens.confirm import ConfirmScreen
 from nanogpt_tui.widgets import format as fmt
 from nanogpt_tui.widgets.footer import Footer
@@ -21,7 +21,6 @@ from nanogpt_tui.widgets.nav import NavTabs
 from nanogpt_tui.widgets.series import is_number, sparkline
 
 if TYPE_CHECKING:
-    from engine.metrics import MetricsReader
     from engine.runs import RunInfo
 
 REFRESH_S = 2.0
@@ -51,6 +50,7 @@ class RunsScreen(AppScreen[None]):
         self._shown: list[tuple[str, tuple[object, ...]]] = []
         self._rows: tuple[RunRow, ...] = ()
         self._marked: set[str] = set()
+        self._poll_error = ""  # the last polling problem shown, so it is shown once
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -78,27 +78,41 @@ class RunsScreen(AppScreen[None]):
 
     @work(thread=True, exclusive=True, group="runs-refresh", exit_on_error=False)
     def _poll_runs(self) -> None:
+        from engine.metrics import MetricsReader
+        from engine.runs.protocol import METRICS_FILE
+
         engine = self.engine
         readers: dict[str, MetricsReader] = {}
         losses: dict[str, list[float]] = {}
-        while True:
+
+        def tick() -> None:
             runs = engine.list_runs()
             for gone in set(readers) - {run.name for run in runs}:
                 del readers[gone], losses[gone]
             rows = []
             for run in runs:
                 if run.name not in readers:
-                    readers[run.name] = engine.metrics_reader(run.name)
+                    readers[run.name] = MetricsReader(run.path / METRICS_FILE)
                     losses[run.name] = []
                 events = readers[run.name].read_new()
                 losses[run.name].extend(e["loss"] for e in events if e["kind"] == "train" and is_number(e.get("loss")))
                 rows.append(RunRow(run, sparkline(losses[run.name], SPARK_WIDTH)))
             self.post_message(RunsListed(tuple(rows)))
-            if not keep_polling(REFRESH_S):
-                return
+
+        poll(REFRESH_S, tick, lambda err: self.post_message(PollFailed(err)))
+
+    @on(PollFailed)
+    def _poll_failed(self, event: PollFailed) -> None:
+        from nanogpt_tui.app import error_text  # the app imports this screen
+
+        text = error_text(event.error)
+        if text != self._poll_error:  # once per distinct problem, not every second
+            self._poll_error = text
+            self.notify(f"Cannot read the runs folder now (retrying): {text}", severity="warning", timeout=6)
 
     @on(RunsListed)
     def _show_runs(self, event: RunsListed) -> None:
+        self._poll_error = ""
         self._rows = event.rows
         self._render_rows()
 

@@ -77,6 +77,15 @@ async def send(pilot, text: str) -> None:
     await pilot.press("enter")
 
 
+async def chat_with_one_reply(pilot, path: Path, gate: threading.Semaphore) -> ChatScreen:
+    """The chat open on `path` with one full reply to "hello"."""
+    screen = await open_chat(pilot, path)
+    gate.release(len(SCRIPT))
+    await send(pilot, "hello")
+    await wait_for(pilot, lambda: not screen.generating and replies(screen), what="the reply")
+    return screen
+
+
 async def test_reply_streams_token_by_token(scripted, gate: threading.Semaphore) -> None:
     engine, path = scripted
     app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
@@ -171,10 +180,7 @@ async def test_new_key_asks_first_and_copy_takes_the_last_reply(scripted, gate: 
     engine, path = scripted
     app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await open_chat(pilot, path)
-        gate.release(len(SCRIPT))
-        await send(pilot, "hello")
-        await wait_for(pilot, lambda: not screen.generating and replies(screen), what="the reply")
+        screen = await chat_with_one_reply(pilot, path, gate)
         await pilot.press("escape", "c")
         assert app.clipboard == "Good morrow, gentle friend.", "c copies the last reply"
         await pilot.press("ctrl+n")
@@ -314,3 +320,27 @@ async def test_old_turns_dropped_to_fit_are_announced(runs_root: Path) -> None:
         assert "dropped to fit the context" in status, status
         assert "Dropped the 2 oldest message(s)" in notices(screen)
         assert len(screen._transcript) == 6, "the transcript (and /save) keeps the dropped turns"
+
+
+async def test_typing_after_a_confirmation_goes_to_the_prompt(scripted, gate: threading.Semaphore) -> None:
+    from nanogpt_tui.screens.help import HelpScreen
+
+    engine, path = scripted
+    app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await chat_with_one_reply(pilot, path, gate)
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        await pilot.press("tab", "enter")  # the dialog: to "New", then press it
+        await wait_for(pilot, lambda: app.screen is screen, what="the dialog to close")
+        await pilot.press("w", "h", "y", "?")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen), "a typed ? opened the help instead of reaching the prompt"
+        assert screen.query_one(PromptArea).text == "why?" and screen.query_one(PromptArea).has_focus
+        screen.query_one(Slider).focus()
+        await pilot.press("o", "k")
+        assert screen.query_one(PromptArea).text == "why?ok", "printable keys go to the prompt whatever had focus"
+        screen.set_focus(None)  # what a closed dialog left behind
+        await pilot.press("?")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen) and screen.query_one(PromptArea).text == "why?ok?"

@@ -137,3 +137,34 @@ async def test_a_failed_checkpoint_write_is_reported(make_app, runs_root: Path) 
         await open_dashboard(app, pilot, "diskfull")
         await wait_for(pilot, lambda: any("No space left" in str(n.message) for n in app._notifications),
                        what="the disk-full warning")
+
+
+async def test_following_survives_the_run_being_deleted_by_another_viewer(make_app, runs_root: Path) -> None:
+    import shutil
+
+    write_run(runs_root, "flaky", state="finished", steps=5, total=5)
+    app = make_app()
+    async with app.run_test() as pilot:
+        await open_dashboard(app, pilot, "flaky")
+        await wait_for(pilot, lambda: "Finished at step 5" in text_of(app, "#outcome"), what="the finished run")
+        shutil.rmtree(runs_root / "flaky")
+        await wait_for(pilot, lambda: "no run named 'flaky'" in text_of(app, "#outcome"), what="the deletion shown")
+        write_run(runs_root, "flaky", state="finished", steps=9, total=9)
+        await wait_for(pilot, lambda: "Finished at step 9" in text_of(app, "#outcome"),
+                       what="the dashboard still following after an error")
+
+
+async def test_time_budget_run_finishes_at_full_progress(make_app, runs_root: Path) -> None:
+    import json
+
+    from engine.runs.protocol import update_status
+
+    run_dir = write_run(runs_root, "timed", state="finished", steps=212, total=1000)
+    update_status(run_dir, time_budget_s=180.0, progress=1.0)
+    app = make_app()
+    async with app.run_test() as pilot:
+        await open_dashboard(app, pilot, "timed")
+        await wait_for(pilot, lambda: "Finished at step 212" in text_of(app, "#outcome"), what="the finished run")
+        assert app.screen.query_one(ProgressBar).percentage == pytest.approx(1.0), "a finished run shows 100 %"
+        assert "time budget" in text_of(app, "#outcome")
+    assert json.loads((run_dir / "status.json").read_text())["step"] == 212

@@ -138,3 +138,26 @@ async def test_compare_marked_runs(make_app, runs_root: Path) -> None:
         plot = app.screen.query_one(LossPlot)
         await wait_for(pilot, lambda: set(plot._curves) == {"a", "b"}, what="both curves")
         assert plot._curves["a"].tokens[-1] == 40 * 4096 and len(plot._curves["b"].values) == 4
+
+
+async def test_a_time_budgeted_run_shows_what_ended_it(make_app, runs_root: Path) -> None:
+    from engine.runs.protocol import update_status
+
+    update_status(write_run(runs_root, "timed", state="finished", steps=212, total=1000), time_budget_s=180.0)
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one("#runs", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1, what="the run listed")
+        cells = [str(cell) for cell in table.get_row_at(0)]
+        assert "212 (time budget)" in cells and "212/1000" not in cells
+
+
+async def test_one_odd_folder_does_not_stop_the_listing(make_app, runs_root: Path) -> None:
+    write_run(runs_root, "fine")
+    write_run(runs_root, "odd name")  # made by hand: not a name the engine accepts
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.screen.query_one("#runs", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, what="both folders listed")
+        write_run(runs_root, "later")
+        await wait_for(pilot, lambda: table.row_count == 3, what="the listing still refreshing")
