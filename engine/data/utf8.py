@@ -63,8 +63,8 @@ class Utf8Constraint:
             padded[index, :len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else 0
         state = torch.arange(NUM_STATES)[:, None].expand(NUM_STATES, len(tokens)).clone()  # (S, V)
         for column in range(width):
-            moved = transitions[state, padded[:, column].expand_as(state)]  # (S, V)
-            state = torch.where(column < length, moved, state)
+            live = (length > column).nonzero()[:, 0]  # the tokens that still have a byte here (fewer each column)
+            state[:, live] = transitions[state[:, live], padded[live, column]]
         self.next_state = state.to(device)  # (S, V): the state after each token, DEAD if it breaks UTF-8
         self.allowed = (state != DEAD).to(device)  # (S, V)
 
