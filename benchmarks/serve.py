@@ -5,13 +5,14 @@ depend on what was learned) and a BPE trained on part of the embedded corpus, sa
 checkpoint. The server is a real detached process (the app's ServerManager, the same code as
 `nanogpt-tui serve`), queried with the official `openai` client over HTTP, streaming
 `/v1/completions`; tokens are the server's own usage counts. The in-process figures come from the
-same checkpoint in this process, measured first (the server is not running then). Both use
+same checkpoint in this process while the server idles; the settings take turns, round after
+round, and medians are reported (the host may be shared). Both use
 `--threads` torch threads (default 1). The server answers one request at a time, so with several clients the total should stay near the 1-client
 rate; `in_process_batch4` shows what a batch of 4 in one forward pass would give. Last line:
 `tokens_per_s_1=… tokens_per_s_2=… tokens_per_s_4=… in_process_tokens_per_s=… first_token_ms=… …`.
 
-    python benchmarks/serve.py            # 192 tokens per request, 2 requests per client
-    python benchmarks/serve.py --quick    # 48 tokens, 1 request per client
+    python benchmarks/serve.py            # 192 tokens per request, 2 requests per client, 3 rounds
+    python benchmarks/serve.py --quick    # 48 tokens, 1 request per client, 1 round
 """
 
 from __future__ import annotations
@@ -65,27 +66,38 @@ def write_checkpoint(folder: Path) -> Path:
     return save_checkpoint(folder / "runs" / "bench" / "checkpoints", 1, payload, meta)
 
 
-def in_process(checkpoint: Path, tokens: int, requests: int) -> tuple[float, float, float]:
-    """(tokens/s one request after another, mean first-token ms, tokens/s for a batch of 4 prompts)."""
-    generator = Generator.from_checkpoint(load_model(checkpoint), device="cpu")
-    params = SamplingParams(temperature=TEMPERATURE, top_k=TOP_K, max_new_tokens=tokens)
-    list(generator.generate(generator.encode_prompt(PROMPTS[0]), dataclasses.replace(params, max_new_tokens=8)))
-    produced, firsts = 0, []
-    start = time.perf_counter()
-    for index in range(requests):
-        begun = time.perf_counter()
-        first = None
-        for chunk in generator.generate(generator.encode_prompt(PROMPTS[index % 4]),
-                                        dataclasses.replace(params, seed=index)):
-            if chunk.token_id is not None:
-                produced += 1
-                first = first if first is not None else time.perf_counter() - begun
-        firsts.append(first or 0.0)
-    rate = produced / (time.perf_counter() - start)
-    start = time.perf_counter()
-    batch = sum(1 for chunk in generator.generate_batch([generator.encode_prompt(p) for p in PROMPTS], params)
-                if chunk.token_id is not None)
-    return rate, 1000 * statistics.mean(firsts), batch / (time.perf_counter() - start)
+class InProcess:
+    """The same checkpoint's Generator in this process (the server idles while it runs)."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        self.generator = Generator.from_checkpoint(load_model(checkpoint), device="cpu")
+        self.params = SamplingParams(temperature=TEMPERATURE, top_k=TOP_K)
+        self.run(8, 1)  # warm up
+
+    def run(self, tokens: int, requests: int) -> tuple[float, float]:
+        """(tokens/s one request after another, mean first-token ms)."""
+        generator = self.generator
+        produced, firsts = 0, []
+        start = time.perf_counter()
+        for index in range(requests):
+            begun = time.perf_counter()
+            first = None
+            params = dataclasses.replace(self.params, seed=index, max_new_tokens=tokens)
+            for chunk in generator.generate(generator.encode_prompt(PROMPTS[index % 4]), params):
+                if chunk.token_id is not None:
+                    produced += 1
+                    first = first if first is not None else time.perf_counter() - begun
+            firsts.append(first or 0.0)
+        return produced / (time.perf_counter() - start), 1000 * statistics.mean(firsts)
+
+    def batch(self, tokens: int) -> float:
+        """tokens/s of the four prompts decoded together in one batch."""
+        generator = self.generator
+        params = dataclasses.replace(self.params, max_new_tokens=tokens)
+        start = time.perf_counter()
+        produced = sum(1 for chunk in generator.generate_batch([generator.encode_prompt(p) for p in PROMPTS], params)
+                       if chunk.token_id is not None)
+        return produced / (time.perf_counter() - start)
 
 
 def client_run(url: str, clients: int, tokens: int, requests: int) -> tuple[float, float]:
@@ -123,7 +135,7 @@ def client_run(url: str, clients: int, tokens: int, requests: int) -> tuple[floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="48 tokens, one request per client")
+    parser.add_argument("--quick", action="store_true", help="48 tokens, one request per client, one round")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for the in-process generator and the server alike (default 1: a tiny "
                         "model decodes one token at a time, and OpenMP's spinning threads slow down badly on a "
@@ -131,28 +143,38 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by the server process
-    tokens, requests = (48, 1) if args.quick else (192, 2)
+    tokens, requests, rounds = (48, 1, 1) if args.quick else (192, 2, 3)
+    figures: dict[str, list[float]] = {key: [] for key in ("local", "local_first", "batch", "1", "first", "2", "4")}
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = write_checkpoint(Path(tmp))
-        local_rate, local_first_ms, batch_rate = in_process(checkpoint, tokens, 4 * requests)
-        print(f"in-process: {local_rate:.0f} tokens/s one request at a time, first token {local_first_ms:.1f} ms; "
-              f"a batch of 4: {batch_rate:.0f} tokens/s")
         manager = ServerManager(Path(tmp) / "servers")
         server = manager.wait_ready(manager.start(checkpoint, device="cpu", model_name="bench").name)
         try:
+            local = InProcess(checkpoint)
             client_run(server.url, 1, 8, 1)  # warm up the server's first forward passes
-            rates, first_ms = {}, 0.0
-            for clients in (1, 2, 4):
-                rates[clients], first = client_run(server.url, clients, tokens, requests)
-                first_ms = first if clients == 1 else first_ms
-                print(f"{clients} client(s): {rates[clients]:.0f} tokens/s in total "
-                      f"({rates[clients] / local_rate:.2f}x in-process), mean first token {first:.1f} ms")
+            # the host is shared: every round measures each setting once, and medians are reported
+            for round_index in range(rounds):
+                rate, first = local.run(tokens, 4 * requests)
+                figures["local"].append(rate)
+                figures["local_first"].append(first)
+                figures["batch"].append(local.batch(tokens))
+                for clients in (1, 2, 4):
+                    rate, first = client_run(server.url, clients, tokens, requests)
+                    figures[str(clients)].append(rate)
+                    if clients == 1:
+                        figures["first"].append(first)
+                print(f"round {round_index + 1}: in-process {figures['local'][-1]:.0f} tokens/s, batch of 4 "
+                      f"{figures['batch'][-1]:.0f}; server with 1/2/4 clients {figures['1'][-1]:.0f} / "
+                      f"{figures['2'][-1]:.0f} / {figures['4'][-1]:.0f} tokens/s in total")
         finally:
             manager.stop(server.name)
-    print(f"tokens_per_s_1={rates[1]:.0f} tokens_per_s_2={rates[2]:.0f} tokens_per_s_4={rates[4]:.0f} "
-          f"in_process_tokens_per_s={local_rate:.0f} first_token_ms={first_ms:.1f} "
-          f"ratio_1={rates[1] / local_rate:.2f} ratio_4={rates[4] / local_rate:.2f} "
-          f"in_process_batch4_tokens_per_s={batch_rate:.0f}")
+    median = {key: statistics.median(values) for key, values in figures.items()}
+    local_rate = median["local"]
+    print(f"first token: {median['first']:.1f} ms through the server, {median['local_first']:.1f} ms in-process")
+    print(f"tokens_per_s_1={median['1']:.0f} tokens_per_s_2={median['2']:.0f} tokens_per_s_4={median['4']:.0f} "
+          f"in_process_tokens_per_s={local_rate:.0f} first_token_ms={median['first']:.1f} "
+          f"ratio_1={median['1'] / local_rate:.2f} ratio_4={median['4'] / local_rate:.2f} "
+          f"in_process_batch4_tokens_per_s={median['batch']:.0f}")
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ def build_app(served: ServedModel, api_key: str | None = None) -> Starlette:
             yield _sse(chunk)
         while (event := await job.next_event()) is not END:
             if isinstance(event, Delta):
-                # tokens that arrived while the client was being written to go out as one chunk
+                # tokens that arrived while the previous chunk was being written go out together
                 yield _sse(piece(event.text + "".join(delta.text for delta in job.take_waiting(Delta))))
             elif isinstance(event, Done):
                 for chunk in last(event):

@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +25,6 @@ log = logging.getLogger(__name__)
 
 API_KEY_ENV = "NANOGPT_TUI_API_KEY"
 RECORD_FILE = "server.json"
-SWITCH_INTERVAL_S = 0.0005
 LOG_FILE = "server.log"
 
 
@@ -106,9 +104,6 @@ def serve(served: Any, sock: socket.socket, *, api_key: str | None = None, recor
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    # the worker thread and the event loop hand the GIL back and forth for every token; Python's
-    # default 5 ms switch interval would add up to that much delay to each hand-over
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     app = build_app(served, api_key)
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     server = Server(config)
