@@ -141,7 +141,7 @@ def _write_hf_files(staging: Path, tokenizer: TokenizerFiles, bos_id: int, conte
     tokenizer_config = {
         "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": tokenizer.bos, "eos_token": tokenizer.bos,
         "pad_token": tokenizer.pad, "model_max_length": context_length, "padding_side": "left",
-        "clean_up_tokenization_spaces": False,
+        "clean_up_tokenization_spaces": False, "model_input_names": ["input_ids", "attention_mask"],
     }
     atomic_write_text(staging / "tokenizer_config.json", json.dumps(tokenizer_config, indent=1) + "\n")
 
