@@ -103,7 +103,7 @@ def measure_ours(hp: Hyperparameters, shard: Path, fp8: bool, steps: int, warmup
     name = f"ours compile={'on' if trainer.fast_paths.compile else 'off'} fp8={'on' if trainer.model.use_fp8_head else 'off'}"
 
     def step() -> float:
-        loss = trainer.train_step()
+        loss = float(trainer.train_step())  # _timed waits for the device anyway
         trainer.step += 1
         return loss
 

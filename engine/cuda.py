@@ -214,6 +214,14 @@ def compile_for_training(model: GPT, fast_paths: FastPaths) -> nn.Module:
     return cast(nn.Module, torch.compile(model, dynamic=False)) if fast_paths.compile else model
 
 
+def host_to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """`tensor` (on the CPU) on `device`; on CUDA through pinned memory and a copy the host does not wait for."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    # the caching host allocator keeps the pinned copy alive until the transfer has finished
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 @functools.lru_cache(maxsize=64)
 def _window_tensor(blocks: int, device: torch.device) -> Tensor:
     # made outside inference mode: validation creates some, and training reuses them

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
 from engine.errors import DeviceError
+
+# rank 0 prepares the data (tokenizer training, shards) while the others wait in a barrier; the
+# default 10 minutes can run out on a large corpus
+PROCESS_GROUP_TIMEOUT = timedelta(minutes=60)
 
 
 @dataclass(frozen=True)
@@ -17,6 +23,8 @@ class DistContext:
     world_size: int
     local_rank: int
     device: torch.device
+    # a gloo group for host-side agreement (the stop flag) in an NCCL run: no device sync
+    host_group: Any = None
 
     @property
     def is_main(self) -> bool:
@@ -54,10 +62,14 @@ def init_distributed(requested_device: str) -> DistContext:
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device(kind)
+    host_group = None
     if world_size > 1:
         backend = "nccl" if kind == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, device_id=device if kind == "cuda" else None)
-    return DistContext(rank, world_size, local_rank, device)
+        dist.init_process_group(backend=backend, device_id=device if kind == "cuda" else None,
+                                timeout=PROCESS_GROUP_TIMEOUT)
+        if kind == "cuda":
+            host_group = dist.new_group(backend="gloo", timeout=PROCESS_GROUP_TIMEOUT)
+    return DistContext(rank, world_size, local_rank, device, host_group)
 
 
 def all_reduce_mean_(tensors: list[torch.Tensor], world_size: int) -> None:
@@ -83,11 +95,14 @@ def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
 
 
 def any_rank(flag: bool, ctx: DistContext) -> bool:
-    """True on every rank when any rank says so (used to agree on stopping)."""
+    """True on every rank when any rank says so (used to agree on stopping each step).
+
+    A CPU tensor over gloo (the host group in an NCCL run), so the host never waits for the GPU.
+    """
     if not ctx.distributed:
         return flag
-    tensor = torch.tensor([1 if flag else 0], dtype=torch.int32, device=ctx.device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    tensor = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=ctx.host_group)
     return bool(tensor.item())
 
 

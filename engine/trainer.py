@@ -23,7 +23,8 @@ from engine.allocator import retain_freed_memory
 from engine.checkpoint import latest_checkpoint, load_state_into, read_checkpoint_file, save_checkpoint
 from engine.config import Hyperparameters, config_hash, to_dict
 from engine.cuda import (choose_fast_paths, compile_for_training, detect_capabilities, environment_record,
-                         out_of_memory_error, prepare_model_for_device, window_argument, write_environment)
+                         host_to_device, out_of_memory_error, prepare_model_for_device, window_argument,
+                         write_environment)
 from engine.distributed import DistContext, all_reduce_mean_, any_rank, shutdown
 from engine.errors import CheckpointError, EngineError
 from engine.metrics import MetricsWriter
@@ -31,6 +32,10 @@ from engine.runs.protocol import STOP_REQUEST, update_status
 from engine.stopping import StopSignal
 
 log = logging.getLogger(__name__)
+
+# the host waits for the device (to write the buffered train lines) at most this often, so
+# steps queue up on a GPU instead of stopping after each for a loss value
+LOG_FLUSH_S = 1.0
 
 
 class Trainer:
@@ -60,6 +65,10 @@ class Trainer:
         self.model = prepare_model_for_device(self.build_model(), self.fast_paths)
         self.step_model = compile_for_training(self.model, self.fast_paths)
         self.compile_s: float | None = None
+        # train lines whose loss still lives on the device: (step, loss, lr multiplier, tokens seen)
+        self._pending_lines: list[tuple[int, Tensor, float, int]] = []
+        self._nonfinite: Tensor | None = None  # device flag: some step's loss was NaN or inf
+        self._interval_start, self._interval_steps, self._interval_base = 0.0, 0, 0.0
         self.optimizers = self.build_optimizers()
         self.stream = self.build_stream()
         if resume:
@@ -112,8 +121,9 @@ class Trainer:
         """(inputs, targets, loss_mask) of shape (micro_batch, seq_len); mask None = all tokens."""
         inputs, targets = next(self.stream)
         shape = (self.hp.train.micro_batch_size, self.hp.train.train_seq_len)
-        return (inputs.to(self.device, torch.int64).view(shape),
-                targets.to(self.device, torch.int64).view(shape), None)
+        # copied as stored (int32/int64), widened on the device
+        return (host_to_device(inputs, self.device).to(torch.int64).view(shape),
+                host_to_device(targets, self.device).to(torch.int64).view(shape), None)
 
     def validate(self, window_blocks: int) -> dict[str, float]:
         from engine.data.prepare import token_byte_lengths
@@ -249,10 +259,11 @@ class Trainer:
     def finished(self) -> bool:
         return self.step >= self.hp.train.num_iterations or self.progress() >= 1.0
 
-    def train_step(self) -> float:
+    def train_step(self) -> Tensor:
+        """One optimiser step; returns the mean micro-batch loss as a 0-d tensor on the device (no host sync)."""
         accumulation = self.accumulation
         window = window_argument(self.window_blocks(), self.fast_paths, self.device)
-        total = 0.0
+        total = torch.zeros((), device=self.device)
         for _ in range(accumulation):
             inputs, targets, mask = self.next_batch()
             loss = self.step_model(inputs, targets, window, loss_mask=mask)
@@ -265,7 +276,7 @@ class Trainer:
             opt.step()
         self.model.zero_grad(set_to_none=True)
         self.last_multiplier = multiplier
-        return float(total) / accumulation
+        return total / accumulation
 
     def step_avg_ms(self) -> float:
         """Mean step time so far, leaving out this process's compiling first step."""
@@ -278,7 +289,6 @@ class Trainer:
     def run(self) -> str:
         """Train until done or stopped; returns the end state."""
         hp, r = self.hp, self.hp.run
-        total = hp.train.num_iterations
         self.set_status(state="running", message="training")
         self.report("status", state="running", message=f"{self.kind} on {self.device}, {self.ctx.world_size} process(es)")
         if self.ctx.is_main:
@@ -287,35 +297,28 @@ class Trainer:
         tokens_per_step = hp.train.batch_size * hp.train.train_seq_len
         if self.step == 0 and r.val_every:
             self.run_validation()
+        self._open_interval()
         while not self.finished():
             if any_rank(self.stop.requested or self.stop_file_present(), self.ctx):
+                self.flush()
                 self.save()  # no validation here: a stop must be quick
                 self.end("stopped", f"stopped at step {self.step}")
                 return "stopped"
+            compiling = self.fast_paths.compile and self.compile_s is None
             start = time.perf_counter()
             loss = self.train_step()
-            if not math.isfinite(loss):
-                raise EngineError(f"the training loss became {loss} at step {self.step + 1}",
-                                  hint="lower the learning rates (optim.*) or check the data")
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            elapsed = time.perf_counter() - start
-            if self.fast_paths.compile and self.compile_s is None:
-                # the first step compiles the model: report it apart so step_avg shows the steady speed
-                self.compile_s = elapsed
-                self.report("status", state="running", message=f"compiled the model in {elapsed:.1f} s",
-                            compile_s=round(elapsed, 2))
-            else:
-                self.train_time_s += elapsed
+            self._nonfinite = ~torch.isfinite(loss) if self._nonfinite is None else self._nonfinite | ~torch.isfinite(loss)
+            # host time: the device may still be working; each flush replaces it by the waited-for time
+            self.train_time_s += time.perf_counter() - start
             self.step += 1
+            self._interval_steps += 1
             self.tokens_seen += tokens_per_step
             if self.periodic(r.log_every) or self.step == 1 or self.finished():
-                self.report("train", loss=round(loss, 5), lr=round(self.last_multiplier, 5), tokens=self.tokens_seen,
-                            tokens_per_s=round(tokens_per_step / elapsed, 1), step_time_ms=round(elapsed * 1000, 2),
-                            progress=round(self.progress(), 4))
-                if self.ctx.is_main:
-                    print(f"step:{self.step}/{total} train_loss:{loss:.4f} train_time:{self.train_time_s * 1000:.0f}ms "
-                          f"step_avg:{self.step_avg_ms():.2f}ms", flush=True)
+                self._pending_lines.append((self.step, loss, self.last_multiplier, self.tokens_seen))
+            busy = any(self.periodic(every) for every in (r.val_every, r.sample_every, r.checkpoint_every))
+            if compiling or self.step == 1 or self.finished() or busy or \
+                    time.perf_counter() - self._interval_start >= LOG_FLUSH_S:
+                self.flush(compiled=compiling)
             if self.finished():
                 break
             if self.periodic(r.val_every):
@@ -324,6 +327,9 @@ class Trainer:
                 self.run_sample()
             if self.periodic(r.checkpoint_every):
                 self.save()
+            if busy:
+                self._open_interval()  # validation, samples and checkpoints are not training time
+        self.flush()
         self.run_validation()
         self.run_sample()
         saved = self.save()
@@ -332,6 +338,52 @@ class Trainer:
             message += ", but the final checkpoint could not be written (see train.log)"
         self.end("finished", message)
         return "finished"
+
+    def _open_interval(self) -> None:
+        self._interval_start, self._interval_steps, self._interval_base = time.perf_counter(), 0, self.train_time_s
+
+    def flush(self, compiled: bool = False) -> None:
+        """Wait for the device, fix the training time, check the losses and write the buffered train lines.
+
+        `compiled`: the interval is this process's first, compiling step, reported apart as compile_s.
+        """
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        wall, steps = now - self._interval_start, self._interval_steps
+        if compiled:
+            self.compile_s = wall
+            self.train_time_s = self._interval_base
+            self.report("status", state="running", message=f"compiled the model in {wall:.1f} s",
+                        compile_s=round(wall, 2))
+        elif steps:
+            self.train_time_s = self._interval_base + wall
+        lines, self._pending_lines = self._pending_lines, []
+        if self._nonfinite is None and not lines:
+            self._open_interval()
+            return
+        flag = self._nonfinite if self._nonfinite is not None else torch.zeros((), dtype=torch.bool, device=self.device)
+        # the buffered losses and the non-finite flag in one transfer: one wait for the device
+        *losses, nonfinite = torch.stack([*(loss.float() for _, loss, _, _ in lines), flag.float()]).tolist()
+        if nonfinite:
+            bad = next((f"{value} at step {step}" for (step, *_), value in zip(lines, losses) if not math.isfinite(value)),
+                       f"non-finite at a step up to {self.step}")
+            raise EngineError(f"the training loss became {bad}",
+                              hint="lower the learning rates (optim.*) or check the data")
+        step_s = wall / max(steps, 1)  # the interval's mean: single steps are not waited for
+        tokens_per_step = self.hp.train.batch_size * self.hp.train.train_seq_len
+        for (step, _, multiplier, tokens), value in zip(lines, losses):
+            self.metrics_line(step, value, multiplier, tokens, tokens_per_step / step_s, step_s)
+        self._open_interval()
+
+    def metrics_line(self, step: int, loss: float, multiplier: float, tokens: int, tokens_per_s: float,
+                     step_s: float) -> None:
+        if self.metrics is not None:
+            self.metrics.write("train", step, loss=round(loss, 5), lr=round(multiplier, 5), tokens=tokens,
+                               tokens_per_s=round(tokens_per_s, 1), step_time_ms=round(step_s * 1000, 2))
+        if self.ctx.is_main:
+            print(f"step:{step}/{self.hp.train.num_iterations} train_loss:{loss:.4f} "
+                  f"train_time:{self.train_time_s * 1000:.0f}ms step_avg:{self.step_avg_ms():.2f}ms", flush=True)
 
     def run_validation(self) -> None:
         self.last_val = self.validate(self.window_blocks())

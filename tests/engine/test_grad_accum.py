@@ -53,7 +53,7 @@ def _one_step(rank: int, world_size: int, port: int, shard: str, out_dir: str) -
         run_dir.mkdir(exist_ok=True)
         trainer = Trainer(_hyperparameters(), run_dir, ctx, data, stop=StopSignal(), resume=False, kind="pretrain")
         assert trainer.accumulation == BATCH // world_size
-        loss = torch.tensor(trainer.train_step(), dtype=torch.float64)
+        loss = trainer.train_step().to(torch.float64)
         if ctx.distributed:
             dist.all_reduce(loss)
             loss /= world_size
