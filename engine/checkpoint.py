@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_write, atomic_write_text
-from engine.errors import CheckpointError
+from engine.errors import CheckpointError, DeviceError
 from engine.runs.protocol import CheckpointEntry, list_checkpoint_files
 
 FORMAT_VERSION = 1
@@ -160,12 +160,28 @@ def read_checkpoint_file(path: Path, *, map_location: str = "cpu", trust_pickle:
     except OSError as err:
         raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}",
                               hint="check the file's permissions") from err
+    except torch.cuda.OutOfMemoryError as err:
+        # a RuntimeError too, but the file is fine: the device it loads onto is full
+        raise DeviceError(f"out of memory while loading {path} onto {map_location}: {str(err).splitlines()[0]}",
+                          hint="close what else uses the GPU, or load it on the CPU (--device cpu)") from err
+    except RuntimeError as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if _device_problem(first):
+            raise DeviceError(f"cannot load {path} onto {map_location}: {first}",
+                              hint="load it on the CPU (--device cpu), or check the GPU and its driver") from err
+        raise _damaged(path, first) from err
     # a cut-off file makes the unpickler fail in many ways, depending on where the bytes end
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, IndexError, KeyError, TypeError) as err:
+    except (EOFError, zipfile.BadZipFile, ValueError, IndexError, KeyError, TypeError) as err:
         raise _damaged(path, str(err).splitlines()[0] if str(err) else type(err).__name__) from err
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} holds a {type(data).__name__}, expected a checkpoint dictionary")
     return data
+
+
+def _device_problem(message: str) -> bool:
+    """A RuntimeError about the device (its memory, CUDA, the driver) rather than about the file's bytes."""
+    lowered = message.lower()
+    return any(sign in lowered for sign in ("out of memory", "cuda", "mps", "device-side", "hip error"))
 
 
 def strip_prefix(state_dict: dict[str, Any], prefix: str = ORIGINAL_PREFIX) -> dict[str, Any]:

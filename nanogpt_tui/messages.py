@@ -101,9 +101,9 @@ class GpuStats:
 
 @dataclass
 class GpuStatsRead(Message):
-    """NVML was polled; None when NVML is not installed or finds no driver."""
+    """NVML was polled: the devices, or the sentence that says why there are none to show."""
 
-    devices: tuple[GpuStats, ...] | None
+    devices: tuple[GpuStats, ...] | str
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, GpuStatsRead)

@@ -122,7 +122,7 @@ class DashboardScreen(AppScreen[None]):
         while True:
             stats = read_gpu_stats()
             self.post_message(GpuStatsRead(stats))
-            if stats is None or not keep_polling(GPU_POLL_S):
+            if isinstance(stats, str) or not keep_polling(GPU_POLL_S):
                 return
 
     @on(RunWarned)

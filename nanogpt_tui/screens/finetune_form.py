@@ -63,7 +63,7 @@ class FinetuneFormScreen(AppScreen[RunInfo | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "launch", "Launch"),
         Binding("ctrl+o", "browse", "Browse data"),
-        Binding("ctrl+e", "example", "Bundled example"),
+        Binding("ctrl+g", "example", "Bundled example"),
         Binding("escape", "cancel", "Cancel"),
     ]
 
@@ -83,7 +83,7 @@ class FinetuneFormScreen(AppScreen[RunInfo | None]):
         with VerticalScroll(id="ft-form"):
             yield Static("Data", classes="section")
             yield self._row("Conversations", PathInput(
-                placeholder=f".json, .jsonl or a folder (ctrl+o browses, ctrl+e: the bundled {DEFAULT_EXAMPLE})",
+                placeholder=f".json, .jsonl or a folder (ctrl+o browses, ctrl+g: the bundled {DEFAULT_EXAMPLE})",
                 suffixes=DATA_SUFFIXES, id="ft-data"), "data")
             yield Static("", id="ft-data-summary")
             yield Static("Training", classes="section")

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import glob
+from pathlib import Path
+
 from nanogpt_tui.messages import GpuStats
 
+NO_GPU = "GPU: none on this machine (training runs on the CPU)"
+NO_NVML = "GPU: not monitored; install the gpu extra for its load and memory: pip install 'nanogpt-tui[gpu]'"
+NO_DRIVER = "GPU: none usable (the NVIDIA driver does not answer)"
 
-def read_gpu_stats() -> tuple[GpuStats, ...] | None:
-    """Every device NVML sees, or None when NVML is not installed or finds no driver."""
+
+def nvidia_gpu_present() -> bool:
+    """Whether the system shows an NVIDIA GPU (its driver's device files), without NVML or torch."""
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or Path("/proc/driver/nvidia/gpus").is_dir()
+
+
+def read_gpu_stats() -> tuple[GpuStats, ...] | str:
+    """Every device NVML sees, or the sentence that says why there is nothing to show.
+
+    The gpu extra is suggested only where a GPU exists: on a machine without one, there is no GPU to say.
+    """
     try:
         import pynvml
     except ImportError:
-        return None
+        return NO_NVML if nvidia_gpu_present() else NO_GPU
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError:
-        return None
+        return NO_DRIVER if nvidia_gpu_present() else NO_GPU
     try:
         stats = []
         for index in range(pynvml.nvmlDeviceGetCount()):
@@ -33,11 +48,11 @@ def read_gpu_stats() -> tuple[GpuStats, ...] | None:
         pynvml.nvmlShutdown()
 
 
-def format_gpu_stats(stats: tuple[GpuStats, ...] | None) -> str:
-    if stats is None:
-        return "GPU: not monitored (needs the gpu extra, nvidia-ml-py)"
+def format_gpu_stats(stats: tuple[GpuStats, ...] | str) -> str:
+    if isinstance(stats, str):
+        return stats
     if not stats:
-        return "GPU: none found"
+        return NO_GPU
     gib = 1024**3
     return "\n".join(
         f"GPU{s.index} {s.utilisation_pct:3d}%  {s.memory_used / gib:.1f}/{s.memory_total / gib:.0f} GiB"

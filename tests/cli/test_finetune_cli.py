@@ -104,3 +104,8 @@ def test_detached_finetune_finishes_with_its_parent_recorded(tmp_path: Path, par
     parent_checkpoint = str(latest_checkpoint(manager.run_dir(parent_run) / "checkpoints").path)
     assert (meta["kind"], meta["parent"]) == ("finetune", parent_checkpoint)
     assert latest_checkpoint(final.path / "checkpoints").meta["parent"] == parent_checkpoint
+
+
+def test_the_bundled_example_needs_no_path(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["finetune", "--data", "shakespeare_chat", "--check"]) == 0
+    assert "conversations: 300 valid, 0 invalid" in capsys.readouterr().out

@@ -146,3 +146,29 @@ def test_data_root_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     workspace = Workspace()
     assert (workspace.data_root, workspace.runs_root) == (tmp_path / "chosen", tmp_path / "chosen" / "runs")
     assert "settings.toml" in workspace.source
+
+
+def test_out_of_memory_while_reading_a_checkpoint_is_not_a_damaged_file(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from engine.checkpoint import read_checkpoint_file
+    from engine.errors import DeviceError
+
+    path = tmp_path / "step_000001.pt"
+    torch.save({"model": {"w": torch.zeros(2)}}, path)
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(torch, "load", full)
+    with pytest.raises(DeviceError, match="out of memory while loading") as caught:
+        read_checkpoint_file(path, map_location="cuda")
+    assert "truncated" not in caught.value.message
+
+    def cut(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("PytorchStreamReader failed reading zip archive: failed finding central directory")
+
+    monkeypatch.setattr(torch, "load", cut)
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        read_checkpoint_file(path)

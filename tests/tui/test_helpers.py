@@ -10,7 +10,8 @@ from engine.errors import ConfigError
 from nanogpt_tui.messages import GpuStats
 from engine.settings import Settings, load_settings, save_settings, settings_path
 from nanogpt_tui.widgets import format as fmt
-from nanogpt_tui.widgets.gpu import format_gpu_stats
+from nanogpt_tui.widgets import gpu
+from nanogpt_tui.widgets.gpu import NO_GPU, NO_NVML, format_gpu_stats
 from nanogpt_tui.widgets.log_tail import TextFollower
 from nanogpt_tui.widgets.series import RunSeries, decimate, sparkline
 
@@ -105,4 +106,21 @@ def test_formats() -> None:
 def test_gpu_lines() -> None:
     stats = (GpuStats(0, "H100", 87, 40 * 1024**3, 80 * 1024**3), GpuStats(1, "H100", 5, 1024**3, 80 * 1024**3))
     assert format_gpu_stats(stats) == "GPU0  87%  40.0/80 GiB\nGPU1   5%  1.0/80 GiB"
-    assert "not monitored" in format_gpu_stats(None) and format_gpu_stats(()) == "GPU: none found"
+    assert format_gpu_stats(()) == format_gpu_stats(NO_GPU) == "GPU: none on this machine (training runs on the CPU)"
+
+
+def test_the_gpu_extra_is_suggested_only_where_a_gpu_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_nvml(name: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name == "pynvml":
+            raise ImportError("no pynvml")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_nvml)
+    monkeypatch.setattr(gpu, "nvidia_gpu_present", lambda: False)
+    assert gpu.read_gpu_stats() == NO_GPU and "extra" not in NO_GPU, "no GPU here, yet the gpu extra was suggested"
+    monkeypatch.setattr(gpu, "nvidia_gpu_present", lambda: True)
+    assert gpu.read_gpu_stats() == NO_NVML and "pip install" in NO_NVML

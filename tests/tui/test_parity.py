@@ -11,6 +11,7 @@ import pytest
 from textual.widgets import DataTable, Input
 
 from engine.config import load_toml
+from engine.data.examples import example_path
 from engine.runs import RunManager, Workspace
 from engine.settings import Settings, save_settings
 from nanogpt_tui.app import NanoGPTApp
@@ -65,6 +66,8 @@ async def test_cli_and_form_plan_the_same_finetune(tmp_path: Path, monkeypatch: 
         form = app.screen
         await wait_for(pilot, lambda: not form.query_one("#ft-lr", Input).disabled, what="the parent's settings")
         assert form.query_one("#ft-lr", Input).value == "0.002", "the form must start from the parent's finetune.lr"
+        await pilot.press("ctrl+g")
+        assert form.query_one("#ft-data", Input).value == str(example_path()), "ctrl+g offers the bundled example"
         form.query_one("#ft-data", Input).value = str(data)
         form.query_one("#ft-name", Input).value = "app-ft"
         await wait_for(pilot, lambda: not form.query_one("#launch").disabled, what="the data checked")

@@ -46,7 +46,12 @@ def test_new_run_form(snap_compare, make_app, runs: Path) -> None:
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=form_checked)
 
 
-def test_dashboard(snap_compare, make_app, runs: Path) -> None:
+def test_dashboard(snap_compare, make_app, runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nanogpt_tui.screens import dashboard
+    from nanogpt_tui.widgets.gpu import NO_GPU
+
+    monkeypatch.setattr(dashboard, "read_gpu_stats", lambda: NO_GPU)  # the same screen on hosts with and without GPUs
+
     async def followed(pilot) -> None:
         await pilot.app.push_screen(DashboardScreen("shakespeare-live"))
         await wait_for(pilot, lambda: "step 60/600" in str(pilot.app.screen.query_one("#eta", Static).render())
