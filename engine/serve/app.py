@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 # how often a non-streaming request checks whether its client is still there
 DISCONNECT_POLL_S = 0.25
+# far more than any conversation that fits a context; a larger body is refused before it is all read
+MAX_BODY_BYTES = 4 * 2**20
 # requests allowed to wait for the model at once; more are refused with 429 instead of piling up
 MAX_QUEUED = 64
 
@@ -61,8 +63,14 @@ class ApiKeyMiddleware:
 
 
 async def _json_body(request: Request) -> Any:
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > MAX_BODY_BYTES:
+            raise ApiError(413, f"the request body is larger than {MAX_BODY_BYTES // 2**20} MiB",
+                           code="request_too_large")
     try:
-        return json.loads(await request.body())
+        return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ApiError(400, f"the request body is not valid JSON: {err}", code="invalid_json") from err
 

@@ -180,6 +180,8 @@ def test_bad_requests_get_openai_errors_with_4xx(server: Server) -> None:
     for body, status in ((b"{not json", 400), (b"[1, 2]", 400), (b'{"model": "tiny", "messages": "hi"}', 400)):
         response = httpx.post(server.url + "/chat/completions", content=body, headers=headers, timeout=10)
         assert response.status_code == status and "message" in response.json()["error"], response.text
+    huge = httpx.post(server.url + "/completions", content=b"x" * (5 * 2**20), headers=headers, timeout=30)
+    assert huge.status_code == 413 and huge.json()["error"]["code"] == "request_too_large"
     assert httpx.get(server.url + "/nothing", headers=headers, timeout=10).status_code == 404
     assert httpx.get(server.url + "/chat/completions", headers=headers, timeout=10).status_code == 405
     assert server.health()["status"] == "ok"
