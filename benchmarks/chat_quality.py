@@ -4,8 +4,9 @@ Pretrains the default CPU preset (or takes --checkpoint), fine-tunes it on the b
 examples/shakespeare_chat.json through the real CLI for a fixed budget (or takes --finetuned),
 then holds the same scripted 8-turn conversation once per seed with the chat's sampling defaults.
 Reports the share of replies that end on their own end-of-turn token (not at max tokens), the
-U+FFFD characters shown, the turns the chat dropped to fit its context, and decoding tokens/s.
-Last line: `ended_by_itself=… replacement_chars=… turns_dropped=… tokens_per_s=…`.
+U+FFFD characters shown, the turns the chat dropped to fit its context, decoding tokens/s, and
+(crudely) the share of replies that use a word of their question's topic. Last line:
+`ended_by_itself=… replacement_chars=… turns_dropped=… tokens_per_s=… on_topic=…`.
 
     python benchmarks/chat_quality.py                      # 180 s pretraining + 120 s fine-tuning, 5 seeds
     python benchmarks/chat_quality.py --quick              # 60 s + 30 s, 2 seeds
@@ -27,15 +28,16 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.finetune_cpu import EXAMPLE, cli  # noqa: E402
 from benchmarks.long_context import checkpoint_path, pretrain  # noqa: E402
 
+# the scripted user turns, each with words an on-topic reply would likely use (a crude check, not a score)
 SCRIPT = [
-    "Good morrow!",
-    "Tell me of the sea.",
-    "What makes a good king?",
-    "I am sad and know not why.",
-    "Wilt thou tell me of love?",
-    "What dost thou fear?",
-    "Tell me of the crown.",
-    "Farewell, good friend.",
+    ("Good morrow!", ("morrow", "day", "welcome", "greet")),
+    ("Tell me of the sea.", ("sea", "wave", "sailor", "tide", "ship")),
+    ("What makes a good king?", ("king", "crown", "rule", "justice", "mercy", "throne")),
+    ("I am sad and know not why.", ("sad", "sorrow", "grief", "woe", "tears", "sun", "joy")),
+    ("Wilt thou tell me of love?", ("love", "heart", "lover")),
+    ("What dost thou fear?", ("fear", "afraid", "dread", "death", "coward")),
+    ("Tell me of the crown.", ("crown", "king", "throne")),
+    ("Farewell, good friend.", ("farewell", "parting", "adieu", "meet again", "part")),
 ]
 
 
@@ -56,9 +58,9 @@ def converse(generator, seed: int, max_tokens: int, show: bool) -> dict[str, flo
     # the CLI chat's defaults (nanogpt-tui chat): temperature 0.7, top-k 50, 256 tokens
     params = SamplingParams(temperature=0.7, top_k=50, max_new_tokens=max_tokens, seed=seed)
     session = ChatSession(generator, params)
-    ended = replacement = tokens = 0
+    ended = replacement = tokens = on_topic = 0
     decode_s = 0.0
-    for line in SCRIPT:
+    for line, topic in SCRIPT:
         first_at = 0.0
         for event in session.send(line):
             if isinstance(event, TokenChunk) and event.token_id is not None and not first_at:
@@ -66,6 +68,7 @@ def converse(generator, seed: int, max_tokens: int, show: bool) -> dict[str, flo
             elif isinstance(event, ReplyFinished):
                 ended += event.finish_reason in (STOP_TOKEN, STOP_STRING)
                 replacement += event.text.count("\ufffd")
+                on_topic += any(word in event.text.lower() for word in topic)
                 if event.tokens > 1:
                     tokens += event.tokens - 1
                     decode_s += time.perf_counter() - first_at
@@ -74,7 +77,7 @@ def converse(generator, seed: int, max_tokens: int, show: bool) -> dict[str, flo
             elif isinstance(event, ContextTrimmed) and show:
                 print(f"  (dropped {event.dropped_messages} message(s))")
     return {"ended": ended, "replies": len(SCRIPT), "replacement": replacement,
-            "dropped": session.dropped_messages / 2, "tokens": tokens, "decode_s": decode_s}
+            "dropped": session.dropped_messages / 2, "tokens": tokens, "decode_s": decode_s, "on_topic": on_topic}
 
 
 def main() -> None:
@@ -108,10 +111,11 @@ def main() -> None:
     for seed in range(seeds):
         result = converse(generator, seed, args.max_tokens, args.show)
         print(f"seed {seed}: {result['ended']}/{result['replies']} replies ended by themselves, "
-              f"{result['replacement']} U+FFFD, {result['dropped']:.0f} turns dropped")
+              f"{result['replacement']} U+FFFD, {result['dropped']:.0f} turns dropped, {result['on_topic']} on topic")
         totals = {key: totals.get(key, 0) + value for key, value in result.items()}
     print(f"ended_by_itself={totals['ended'] / totals['replies']:.3f} replacement_chars={totals['replacement']:.0f} "
-          f"turns_dropped={totals['dropped']:.0f} tokens_per_s={totals['tokens'] / max(totals['decode_s'], 1e-9):.1f}")
+          f"turns_dropped={totals['dropped']:.0f} tokens_per_s={totals['tokens'] / max(totals['decode_s'], 1e-9):.1f} "
+          f"on_topic={totals['on_topic'] / totals['replies']:.3f}")
 
 
 if __name__ == "__main__":
