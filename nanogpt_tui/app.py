@@ -181,6 +181,8 @@ class NanoGPTApp(App[None]):
                  clock: Callable[[], float] = time.time, exit_after_first_frame: bool = False) -> None:
         # a wrong value in settings.toml keeps its default and is reported once the app is up
         self._settings_problems: list[str] = []
+        # problems with run files already shown (screens poll: each is told once)
+        self.file_problems_shown: set[str] = set()
         self.settings = settings if settings is not None else load_settings(problems=self._settings_problems)
         self.engine: Engine = engine if engine is not None else LocalEngine(paths.data_dir(self.settings.data_dir) / "runs")
         # wall clock for durations of running runs; tests fix it so snapshots do not change

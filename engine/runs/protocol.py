@@ -110,13 +110,23 @@ class Field:
     optional: bool = True  # None (or absent) is accepted as "not set"
 
 
-def integer(key: str, default: Any = None, *, minimum: int | None = 0) -> Field:
-    return Field(key, lambda v: _is_int(v) and (minimum is None or v >= minimum),
-                 "a whole number" + (f" >= {minimum}" if minimum is not None else ""), default)
+def integer(key: str, default: Any = None, *, minimum: int | None = 0, maximum: int | None = None) -> Field:
+    return Field(key, lambda v: _is_int(v) and (minimum is None or v >= minimum) and (maximum is None or v <= maximum),
+                 "a whole number" + (f" >= {minimum}" if minimum is not None else "")
+                 + (f" <= {maximum}" if maximum is not None else ""), default)
 
 
 def number(key: str, default: Any = None) -> Field:
     return Field(key, _is_number, "a finite number", default)
+
+
+# a time in seconds since 1970 that a clock can show (time.localtime overflows far beyond it)
+LATEST_TIME = 32_503_680_000.0  # the year 3000
+PID_MAX = 2**31 - 1  # what os.kill accepts
+
+
+def timestamp(key: str, default: Any = None) -> Field:
+    return Field(key, lambda v: _is_number(v) and 0 <= v <= LATEST_TIME, "a time in seconds since 1970", default)
 
 
 def text(key: str, default: Any = None) -> Field:
@@ -152,13 +162,14 @@ def _short(value: Any) -> str:
 RUN_KINDS = frozenset({"pretrain", "finetune", "import"})
 
 _RUN_FIELDS = (
-    choice("kind", RUN_KINDS, "pretrain"), text("preset", ""), number("created_at", 0.0),
+    choice("kind", RUN_KINDS, "pretrain"), text("preset", ""), timestamp("created_at", 0.0),
     integer("nproc", 1, minimum=1), integer("nnodes", 1, minimum=1), integer("node_rank", 0),
     text("rdzv_endpoint"), text("parent"), integer("total_steps", 0), text("device", ""),
 )
 _STATUS_FIELDS = (
-    choice("state", STATES, "created"), integer("step", 0), integer("total_steps", 0), integer("pid", None, minimum=1),
-    number("pid_started_at"), number("started_at"), number("ended_at"), integer("exit_code", None, minimum=None),
+    choice("state", STATES, "created"), integer("step", 0), integer("total_steps", 0),
+    integer("pid", None, minimum=1, maximum=PID_MAX), timestamp("pid_started_at"), timestamp("started_at"),
+    timestamp("ended_at"), integer("exit_code", None, minimum=None),
     text("message", ""), number("progress"), number("time_budget_s", 0.0), number("train_time_s"),
 )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
@@ -54,6 +54,14 @@ class AppScreen(Screen[ResultType]):
         """Call `call(name)` off the UI thread; `done` is what the user is told when it returns."""
         call(name)
         return f"{name}: {done}"
+
+    def notify_file_problems(self, problems: Iterable[str]) -> None:
+        """Each problem with a file the app read (it names the file), shown once per session as a warning."""
+        shown = self.nanogpt.file_problems_shown
+        for problem in problems:
+            if problem not in shown:
+                shown.add(problem)
+                self.notify(problem, title="Part of a file was not used", severity="warning", timeout=10)
 
     def resume_run(self, name: str, state: str) -> None:
         """Resume a run; a finished one only once the user has agreed to what that changes."""

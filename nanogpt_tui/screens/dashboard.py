@@ -162,6 +162,7 @@ class DashboardScreen(AppScreen[None]):
     @on(RunStatusRead)
     def _status(self, event: RunStatusRead) -> None:
         self._info = info = event.info
+        self.notify_file_problems(f"{info.name}/{problem}" for problem in info.problems)
         style = fmt.STATE_STYLES.get(info.state, "")
         self._show("#run-title", f"[b]{info.name}[/b] · {info.preset} · [{style}]{info.state}[/]")
         outcome = self.query_one("#outcome", Static)

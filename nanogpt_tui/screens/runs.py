@@ -115,6 +115,7 @@ class RunsScreen(AppScreen[None]):
         self._poll_error = ""
         self._rows = event.rows
         self._render_rows()
+        self.notify_file_problems(f"{row.info.name}/{problem}" for row in event.rows for problem in row.info.problems)
 
     def _render_rows(self) -> None:
         now = self.nanogpt.clock()

@@ -39,7 +39,9 @@ def _sidecar(run_dir: Path, step: int, **meta: object) -> Path:
     ("[1, 2]", "status.json: holds a JSON list"),
     ('{"state": "exploded", "step": "ten"}', "status.json: state: expected one of"),
     ('{"step": -3, "pid": true}', "status.json: step: expected a whole number >= 0"),
-    ('{"started_at": "yesterday"}', "status.json: started_at: expected a finite number"),
+    ('{"started_at": "yesterday"}', "status.json: started_at: expected a time"),
+    ('{"started_at": 1e300, "pid": 1000000000000}', "status.json: started_at: expected a time"),
+    ('{"pid": 1000000000000}', "status.json: pid: expected a whole number"),
 ])
 def test_a_bad_status_file_is_a_notice_on_its_own_run(tmp_path: Path, content: str, notice: str) -> None:
     manager = RunManager(tmp_path)

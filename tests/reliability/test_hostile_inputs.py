@@ -127,12 +127,12 @@ def test_sampling_never_sees_non_finite_scores() -> None:
 
 
 def test_the_server_refuses_numbers_that_are_not_finite() -> None:
-    from engine.serve.protocol import CHAT_DEFAULTS, ApiError, sampling_params
+    from engine.serve.protocol import ApiError, sampling_params
 
     for key in ("temperature", "top_p", "repetition_penalty"):
         for bad in (float("nan"), float("inf")):
             with pytest.raises(ApiError) as info:
-                sampling_params({key: bad}, CHAT_DEFAULTS, max_context=64)
+                sampling_params({key: bad}, 16, max_context=64)
             assert info.value.status == 400 and key in str(info.value)
 
 
@@ -456,3 +456,38 @@ async def test_resuming_a_finished_run_in_the_app_asks_first(runs_root: Path) ->
         await pilot.press("n")
         await pilot.pause()
         assert app.engine.launched == []  # type: ignore[attr-defined]
+
+
+def _bad_run_files(runs_root: Path) -> list[str]:
+    """Runs whose status.json or run.json hold values of the wrong type or range, beside a good one."""
+    from tests.tui.conftest import write_run
+
+    write_run(runs_root, "good", steps=3)
+    status = write_run(runs_root, "many", steps=3) / "status.json"
+    status.write_text(json.dumps({**json.loads(status.read_text()), "total_steps": "many", "started_at": 1e300,
+                                  "pid": 10**30, "step": [1]}))
+    (write_run(runs_root, "deep", steps=3) / "run.json").write_text("[" * 100_000)
+    return ["good", "many", "deep"]
+
+
+def test_runs_lists_every_run_with_a_notice_for_the_bad_files(runs_root: Path) -> None:
+    names = _bad_run_files(runs_root)
+    result = cli("runs")
+    out, err = result.stdout.decode(), result.stderr.decode()
+    assert result.returncode == 0 and "Traceback" not in err, err
+    assert all(name in out for name in names)
+    assert "status.json" in out and "run.json" in out, "the notices do not name the files"
+
+
+async def test_the_runs_screen_shows_every_run_and_names_the_bad_file(runs_root: Path) -> None:
+    from tests.tui.conftest import wait_for
+    from tests.tui.test_chat import record_notifications
+    from tests.tui.test_runs_screen import table_rows
+
+    names = _bad_run_files(runs_root)
+    app = _app(runs_root)
+    shown = record_notifications(app)  # type: ignore[arg-type]
+    async with app.run_test(size=(120, 40)) as pilot:  # type: ignore[attr-defined]
+        await wait_for(pilot, lambda: set(names) <= set(table_rows(app)), what="every row")
+        await wait_for(pilot, lambda: any("many/status.json" in message for message, _ in shown), what="the notice")
+        assert any("deep/run.json" in message for message, _ in shown)
