@@ -129,13 +129,20 @@ def build_app(served: ServedModel, api_key: str | None = None) -> Starlette:
         """The whole reply of a job; gives up (and cancels it) if the client disconnects while waiting."""
         pieces: list[str] = []
         done: Done | None = None
+        loop = asyncio.get_running_loop()
+        checked = loop.time()
         try:
             while True:
                 try:
                     event = await asyncio.wait_for(job.next_event(), DISCONNECT_POLL_S)
                 except asyncio.TimeoutError:
+                    event = None
+                # checked on a clock, not only when waiting: events may come faster than the poll interval
+                if loop.time() - checked >= DISCONNECT_POLL_S:
+                    checked = loop.time()
                     if await request.is_disconnected():
-                        raise ApiError(499, "the client disconnected") from None
+                        raise ApiError(499, "the client disconnected")
+                if event is None:
                     continue
                 if event is END:
                     break

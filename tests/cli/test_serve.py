@@ -155,6 +155,15 @@ def test_a_client_that_disconnects_stops_its_generation(server: Server) -> None:
     generated = health["tokens_generated"] - before["tokens_generated"]
     assert generated < CONTEXT - 16, f"all {generated} tokens were generated for a client that had left"
     assert ask(server.client(), "ROMEO:", seed=1, max_tokens=4) is not None, "the server is not serving afterwards"
+    # a client waiting for a whole (non-streamed) reply that gives up is noticed too
+    before = server.health()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/completions", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=0.5,
+                   json={"model": "tiny", "prompt": "ROMEO:", "max_tokens": CONTEXT - 16, "temperature": 0})
+    deadline = time.monotonic() + 20
+    while (health := server.health())["busy"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert health["cancelled"] == before["cancelled"] + 1, "a non-streaming request outlived its client"
 
 
 @pytest.mark.slow
