@@ -9,16 +9,18 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from engine.runs.process import pid_alive
-from engine.runs.protocol import STOP_REQUEST, TERMINAL_STATES, read_json, update_status, write_json
-
+# every name is loaded on first use: the app's first frame imports this package (for the protocol's
+# records) and must not pay for psutil, the config or torch
 _LAZY = {
+    "pid_alive": "engine.runs.process",
+    "STOP_REQUEST": "engine.runs.protocol", "TERMINAL_STATES": "engine.runs.protocol",
+    "read_json": "engine.runs.protocol", "update_status": "engine.runs.protocol", "write_json": "engine.runs.protocol",
     "RunManager": "engine.runs.manager", "RunInfo": "engine.runs.manager",
     "available_devices": "engine.runs.manager", "Workspace": "engine.runs.workspace",
     "CheckpointCatalogue": "engine.runs.catalogue", "ResolvedCheckpoint": "engine.runs.catalogue",
 }
 
-__all__ = ["STOP_REQUEST", "TERMINAL_STATES", "pid_alive", "read_json", "update_status", "write_json", *_LAZY]
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

@@ -31,6 +31,15 @@ def test_start_does_not_import_torch() -> None:
     assert done.stdout.split() == ["False", "True"], "starting the app must not import torch"
 
 
+def test_importing_the_app_loads_only_what_the_first_frame_needs() -> None:
+    # the first frame waits for these imports; the run manager, config, psutil and torch load in workers
+    heavy = ["torch", "psutil", "engine.config", "engine.runs.manager", "engine.runs.process", "tomli_w"]
+    code = f"import sys, nanogpt_tui.app; print([m for m in {heavy!r} if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", f"imported before the first frame: {done.stdout.strip()}"
+
+
 async def test_screens_by_key(make_app) -> None:
     app = make_app()
     async with app.run_test() as pilot:
