@@ -42,6 +42,7 @@ UI_SHARE = 0.1  # ... and less often when drawing it would keep the UI thread bu
 
 class ChatScreen(ChatBase):
     """One conversation with one model; the reply streams in a worker and Esc stops it, keeping what was said."""
+    CSS_PATH = "css/chat.tcss"  # loaded when the screen is first shown, not for the first frame
 
     HELP_TITLE = "Chat"
     BINDINGS: ClassVar[list[BindingType]] = [

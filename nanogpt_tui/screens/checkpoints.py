@@ -80,6 +80,7 @@ async def open_checkpoint_in(app: App[None], mode: str, entry: CheckpointEntry) 
 
 class CheckpointsScreen(AppScreen[None]):
     """Checkpoints from their sidecars, newest run first; the highlighted one's details below."""
+    CSS_PATH = "css/checkpoints.tcss"  # loaded when the screen is first shown, not for the first frame
 
     HELP_TITLE = "Checkpoints"
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -32,6 +32,7 @@ PROGRESS_UNITS = 1000  # the bar counts thousandths of the run, whichever bound 
 
 class DashboardScreen(AppScreen[None]):
     """Follows one run through its run directory; works the same for a run started by another process."""
+    CSS_PATH = "css/dashboard.tcss"  # loaded when the screen is first shown, not for the first frame
 
     HELP_TITLE = "Dashboard"
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -60,6 +60,7 @@ class SampleView(Static):
 
 class EvaluateScreen(AppScreen[None]):
     """Evaluate several checkpoints one after another; every result stays in the table."""
+    CSS_PATH = "css/evaluate.tcss"  # loaded when the screen is first shown, not for the first frame
 
     HELP_TITLE = "Evaluate"
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -58,6 +58,7 @@ def parse_settings(values: dict[str, str]) -> tuple[list[str], dict[str, str]]:
 
 class FinetuneFormScreen(AppScreen[RunInfo | None]):
     """Dismisses with the launched fine-tune run, or None when cancelled."""
+    CSS_PATH = "css/finetune.tcss"  # loaded when the screen is first shown, not for the first frame
 
     HELP_TITLE = "Fine-tune form"
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -14,6 +14,7 @@ from nanogpt_tui.widgets.log_tail import LogTail
 
 class LogScreen(AppScreen[None]):
     """train.log of one run."""
+    CSS_PATH = "css/dashboard.tcss"  # loaded when the screen is first shown, not for the first frame
 
     HELP_TITLE = "Log"
     BINDINGS: ClassVar[list[BindingType]] = [
