@@ -148,6 +148,8 @@ class CheckpointsListed(Message):
     """The sidecars of every run's checkpoints were read (no weights)."""
 
     entries: tuple[CheckpointEntry, ...]
+    # sidecars that could not be used, each naming its run and file
+    problems: tuple[str, ...] = ()
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, CheckpointsListed)

@@ -54,6 +54,7 @@ class ModelEngine(Protocol):
     """The part of the engine facade that serves checkpoints; tests pass fakes of single methods."""
 
     def list_checkpoints(self) -> list[CheckpointEntry]: ...
+    def checkpoint_problems(self) -> list[str]: ...
     def newest_checkpoint(self) -> CheckpointEntry | None: ...
     def checkpoint_config(self, entry: CheckpointEntry) -> str: ...
     def delete_checkpoint(self, entry: CheckpointEntry) -> None: ...
@@ -127,6 +128,11 @@ class LocalModels:
     def list_checkpoints(self) -> list[CheckpointEntry]:
         """Every complete checkpoint of every run, newest run first, steps in order; sidecars only."""
         return self.workspace.checkpoints.list()
+
+    def checkpoint_problems(self) -> list[str]:
+        """The sidecars the last listing could not use, as "RUN/checkpoints/FILE: why"."""
+        return [f"{problem.path.parent.parent.name}/{problem.path.parent.name}/{problem}"
+                for problem in self.workspace.checkpoints.problems]
 
     def newest_checkpoint(self) -> CheckpointEntry | None:
         """The checkpoint `nanogpt-tui chat` opens without an argument."""

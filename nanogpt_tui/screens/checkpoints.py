@@ -127,13 +127,15 @@ class CheckpointsScreen(AppScreen[None]):
     @work(thread=True, exclusive=True, group="checkpoints-refresh", exit_on_error=False)
     def _poll(self) -> None:
         while True:
-            self.post_message(CheckpointsListed(tuple(self.engine.list_checkpoints())))
+            entries = tuple(self.engine.list_checkpoints())
+            self.post_message(CheckpointsListed(entries, tuple(self.engine.checkpoint_problems())))
             self.post_message(ServersListed(tuple(self.engine.list_servers())))
             if not keep_polling(REFRESH_S):
                 return
 
     @on(CheckpointsListed)
     def _listed(self, event: CheckpointsListed) -> None:
+        self.notify_file_problems(event.problems)
         self.query_one("#no-checkpoints").display = not event.entries
         self.query_one("#ckpt-details").display = bool(event.entries)
         if event.entries == self._shown:

@@ -350,17 +350,24 @@ async def test_log_scale_on_a_run_with_no_or_odd_points(runs_root: Path, points:
 async def test_a_sidecar_with_wrong_types_shows_its_details(runs_root: Path, tiny: Path) -> None:
     from nanogpt_tui.screens.checkpoints import CheckpointsScreen
     from tests.tui.conftest import wait_for
+    from tests.tui.test_chat import record_notifications
 
     sidecar = tiny.with_suffix(".json")
     meta = json.loads(sidecar.read_text())
     sidecar.write_text(json.dumps({**meta, "parent": 3, "notes": 5, "created_at": 1e300, "tokenizer": {"a": 1},
                                    "preset": ["x"], "tokens_seen": "many", "val_loss": "low"}))
+    unusable = tiny.with_name("step_000020.pt")
+    unusable.write_bytes(tiny.read_bytes())
+    unusable.with_suffix(".json").write_text('{"step": "twenty"}')
     app = _app(runs_root)
+    shown = record_notifications(app)  # type: ignore[arg-type]
     async with app.run_test(size=(120, 40)) as pilot:  # type: ignore[attr-defined]
         await pilot.press("2")
         await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen)  # type: ignore[attr-defined]
                        and "Parent" in str(app.screen.query_one("#ckpt-meta").render()),  # type: ignore[attr-defined]
                        what="the checkpoint's details")
+        await wait_for(pilot, lambda: any("step_000020.json" in message for message, _ in shown),
+                       what="the notice naming the unusable sidecar")
         assert app.is_running  # type: ignore[attr-defined]
 
 
