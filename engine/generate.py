@@ -342,7 +342,8 @@ class Generator:
         logits = self.model.forward_cached(next_ids[:, None], self._cache)[:, -1, :self.vocab_size]
         if context.size(0) == 1:
             self._cached_tokens.append(int(next_ids[0]))
-        return context, logits
+        # only the repetition penalty reads it now: its look-back is enough, so steps stay O(1) at any length
+        return context[:, -self.max_context:], logits
 
     def _uncached_logits(self, context: Tensor) -> Tensor:
         # the whole context again, as the seed does: the reference the cached path must equal
