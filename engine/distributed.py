@@ -73,17 +73,26 @@ def init_distributed(requested_device: str) -> DistContext:
 
 
 def all_reduce_mean_(tensors: list[torch.Tensor], world_size: int) -> None:
-    """Average tensors across ranks in one flat collective (gloo has no AVG, so SUM then divide)."""
+    """Average tensors across ranks, one flat collective per dtype, so bf16 gradients travel as bf16.
+
+    NCCL averages in the collective; gloo has no AVG, so SUM then divide.
+    """
     if world_size == 1 or not tensors:
         return
-    flat = torch.cat([t.reshape(-1) for t in tensors])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    flat.div_(world_size)
-    offset = 0
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
     for tensor in tensors:
-        count = tensor.numel()
-        tensor.copy_(flat[offset:offset + count].view_as(tensor))
-        offset += count
+        by_dtype.setdefault(tensor.dtype, []).append(tensor)
+    average = dist.get_backend() == "nccl"
+    for bucket in by_dtype.values():
+        flat = torch.cat([t.reshape(-1) for t in bucket])  # (total numel,) in the bucket's dtype
+        dist.all_reduce(flat, op=dist.ReduceOp.AVG if average else dist.ReduceOp.SUM)
+        if not average:
+            flat.div_(world_size)
+        offset = 0
+        for tensor in bucket:
+            count = tensor.numel()
+            tensor.copy_(flat[offset:offset + count].view_as(tensor))
+            offset += count
 
 
 def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:

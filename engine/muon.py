@@ -1,8 +1,9 @@
 """Muon optimiser, the seed's optimiser split (Muon + Adam) and the LR / attention-window schedules.
 
 Muon = SGD with Nesterov momentum whose update is replaced by an approximately orthogonal matrix
-(Newton–Schulz iteration). With several ranks each rank orthogonalises a share of the matrices
-and an all-gather hands every rank every update, as in modded-nanogpt.
+(Newton–Schulz iteration). With several ranks each rank keeps the momentum of and orthogonalises
+a share of the matrices, and an all-gather (bf16 on CUDA) hands every rank every update, as in
+modded-nanogpt.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Muon(torch.optim.Optimizer):
         self.world_size = world_size
         # a plain attribute (not a group entry) so a caller can swap in a compiled version
         self.orthogonalize = orthogonalize
+        self._update_dtypes: dict[tuple[torch.device, torch.dtype], torch.dtype] = {}
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps)
         param_list = list(params)
         # first-appearance order keeps the grouping identical on every rank and every run
@@ -125,13 +127,22 @@ class Muon(torch.optim.Optimizer):
             for (param, _), update in zip(pairs, updates.unbind(0)):
                 self._apply(param, update.to(param.dtype), group["lr"])
 
+    def _update_dtype(self, param: Tensor) -> torch.dtype:
+        """The dtype `orthogonalize` returns for `param`'s matrices (bf16 on CUDA by default); gathered as is."""
+        key = (param.device, param.dtype)
+        if key not in self._update_dtypes:
+            probe = torch.eye(2, device=param.device, dtype=param.dtype)
+            self._update_dtypes[key] = self.orthogonalize(probe, 1).dtype
+        return self._update_dtypes[key]
+
     def _sharded_step(self, group: dict) -> None:
-        """Rank r orthogonalises params r, r+W, r+2W, …; an async all-gather of each chunk of W
-        updates overlaps with the Newton-Schulz work of the next chunk."""
+        """Rank r advances the momentum of and orthogonalises params r, r+W, r+2W, …; an async
+        all-gather of each chunk of W updates (in the dtype Newton-Schulz produced) overlaps with
+        the Newton-Schulz work of the next chunk."""
         params: list[Tensor] = group["params"]
         first = params[0]
-        # one row per rank; (world_size, numel) in the params' dtype
-        gathered = torch.empty(self.world_size, first.numel(), dtype=first.dtype, device=first.device)
+        # one row per rank; (world_size, numel): bf16 on CUDA, half the bytes of the fp32 params
+        gathered = torch.empty(self.world_size, first.numel(), dtype=self._update_dtype(first), device=first.device)
         rows = list(gathered.unbind(0))
         pending: tuple[dist.Work, list[Tensor]] | None = None
 
@@ -142,17 +153,14 @@ class Muon(torch.optim.Optimizer):
             for param, row in zip(chunk, rows):
                 self._apply(param, row, group["lr"])
 
-        # every rank holds the averaged gradients, so every rank advances every momentum buffer
-        # (cheap, elementwise): rank 0's optimiser state is then complete, and a multi-process run
-        # resumes exactly. Only the expensive orthogonalisation is shared out.
-        directions = [self._momentum_direction(param, group) for param in params]
         for base in range(0, len(params), self.world_size):
             index = base + self.rank
-            direction = directions[index] if index < len(params) else None
-            update = (self.orthogonalize(direction, group["ns_steps"]).to(params[index].dtype)
-                      if direction is not None else None)
+            # only this rank's params: the others' momentum is advanced by their owners, and
+            # consolidate_state() brings it here before a checkpoint
+            direction = self._momentum_direction(params[index], group) if index < len(params) else None
+            update = self.orthogonalize(direction, group["ns_steps"]) if direction is not None else None
             # a rank without a param (or without a grad) still joins the collective; zeros change nothing
-            flat = update.flatten() if update is not None else torch.zeros_like(rows[self.rank])
+            flat = update.flatten().to(gathered.dtype) if update is not None else torch.zeros_like(rows[self.rank])
             if pending is not None:
                 apply_pending()  # the rows are reused by the next all-gather
             # list all_gather works on both NCCL and gloo (gloo lacks all_gather_into_tensor)
@@ -160,6 +168,31 @@ class Muon(torch.optim.Optimizer):
             assert handle is not None
             pending = (handle, params[base : base + self.world_size])
         apply_pending()
+
+    @torch.no_grad()
+    def consolidate_state(self) -> None:
+        """Give every rank every momentum buffer (each rank advances only its own shard's); call on all ranks.
+
+        Before a checkpoint, so rank 0's optimizer state is complete and a multi-process run resumes exactly.
+        """
+        if self.world_size == 1:
+            return
+        for group in self.param_groups:
+            params: list[Tensor] = group["params"]
+            gathered = torch.empty(self.world_size, params[0].numel(), dtype=params[0].dtype, device=params[0].device)
+            rows = list(gathered.unbind(0))
+            for base in range(0, len(params), self.world_size):
+                index = base + self.rank
+                own = self.state[params[index]].get("momentum_buffer") if index < len(params) else None
+                # a flag column tells the others whether this rank has a buffer at all (none before its first step)
+                flat = own.flatten() if own is not None else torch.zeros_like(rows[self.rank])
+                flags = torch.tensor([own is not None], dtype=torch.int32, device=flat.device)
+                all_flags = [torch.zeros_like(flags) for _ in range(self.world_size)]
+                dist.all_gather(rows, flat)
+                dist.all_gather(all_flags, flags)
+                for param, row, has in zip(params[base : base + self.world_size], rows, all_flags):
+                    if int(has.item()):
+                        self.state[param]["momentum_buffer"] = row.view_as(param).clone()
 
 
 def setup_optimizers(

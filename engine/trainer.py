@@ -189,6 +189,12 @@ class Trainer:
         }
 
     def save(self) -> Path | None:
+        from engine.muon import Muon
+
+        # every rank takes part: each holds the Muon momentum of its own shard only
+        for opt in self.optimizers:
+            if isinstance(opt, Muon):
+                opt.consolidate_state()
         if not self.ctx.is_main:
             return None
         meta = {

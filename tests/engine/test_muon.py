@@ -278,27 +278,71 @@ def sharded_case() -> tuple[list[Tensor], list[list[Tensor]]]:
     return params, grads
 
 
-def run_muon(rank: int, world_size: int) -> list[Tensor]:
-    """Params after the steps, followed by their momentum buffers (complete on every rank)."""
+def _owners(world_size: int) -> list[int]:
+    """The rank that owns each of SHARD_SHAPES: Muon groups by size, then deals each group round robin."""
+    numels = [torch.Size(shape).numel() for shape in SHARD_SHAPES]
+    owners = [0] * len(numels)
+    for size in dict.fromkeys(numels):
+        for position, index in enumerate(i for i, n in enumerate(numels) if n == size):
+            owners[index] = position % world_size
+    return owners
+
+
+def _bf16_newton_schulz(G: Tensor, steps: int) -> Tensor:
+    return zeropower_via_newtonschulz5(G, steps, dtype=torch.bfloat16)  # what CUDA runs
+
+
+def run_muon(rank: int, world_size: int, bf16_updates: bool = False) -> dict[str, list]:
+    """Params after the steps, their momentum buffers (complete on every rank after consolidate_state),
+    which momentum buffers this rank advanced itself, and the dtype of the gathered updates."""
     initial, grads = sharded_case()
     params = [nn.Parameter(p.clone()) for p in initial]
-    optimizer = Muon(params, lr=0.05, momentum=0.95, rank=rank, world_size=world_size)
+    kwargs = {"orthogonalize": _bf16_newton_schulz} if bf16_updates else {}
+    optimizer = Muon(params, lr=0.05, momentum=0.95, rank=rank, world_size=world_size, **kwargs)
     for step_grads in grads:
         for param, grad in zip(params, step_grads):
             param.grad = grad.clone()
         optimizer.step()
-    return [p.detach() for p in params] + [optimizer.state[p]["momentum_buffer"] for p in params]
+    advanced = [("momentum_buffer" in optimizer.state[p]) for p in params]
+    optimizer.consolidate_state()
+    return {"params": [p.detach() for p in params],
+            "momentum": [optimizer.state[p]["momentum_buffer"] for p in params],
+            "advanced": advanced, "update_dtype": [str(optimizer._update_dtype(params[0]))]}
+
+
+def all_reduce_gradients(rank: int) -> dict[str, list]:
+    """all_reduce_mean_ on fp32 and bf16 gradients of rank-dependent values; records each collective's dtype."""
+    import torch.distributed as dist
+
+    from engine.distributed import all_reduce_mean_
+
+    grads = [torch.full((5,), float(rank + 1)), torch.full((3, 2), 2.0 * (rank + 1), dtype=torch.bfloat16),
+             torch.full((4,), 4.0 * (rank + 1))]
+    sent: list[str] = []
+    original = dist.all_reduce
+
+    def recording(tensor: Tensor, *args: object, **kwargs: object) -> object:
+        sent.append(f"{tensor.dtype}:{tensor.numel()}")
+        return original(tensor, *args, **kwargs)
+
+    dist.all_reduce = recording
+    try:
+        all_reduce_mean_(grads, world_size=2)
+    finally:
+        dist.all_reduce = original
+    return {"grads": grads, "sent": sent}
 
 
 _WORKER = """
 import sys
 import torch.distributed as dist
 import torch
-from tests.engine.test_muon import run_muon
+from tests.engine.test_muon import all_reduce_gradients, run_muon
 
 dist.init_process_group("gloo")
-params = run_muon(dist.get_rank(), dist.get_world_size())
-torch.save(params, f"{sys.argv[1]}/rank{dist.get_rank()}.pt")
+results = {bf16: run_muon(dist.get_rank(), dist.get_world_size(), bf16) for bf16 in (False, True)}
+results["all_reduce"] = all_reduce_gradients(dist.get_rank())
+torch.save(results, f"{sys.argv[1]}/rank{dist.get_rank()}.pt")
 dist.destroy_process_group()
 """
 
@@ -318,12 +362,23 @@ def test_sharded_muon_over_two_gloo_ranks_equals_single_process(tmp_path: Path) 
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"torchrun failed:\n{result.stdout}\n{result.stderr}"
-    expected = run_muon(rank=0, world_size=1)
     for rank in range(2):
-        gathered = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
-        # params, then momentum buffers: every rank keeps all of them, so rank 0's checkpoint resumes exactly
-        for index, (want, got) in enumerate(zip(expected, gathered, strict=True)):
-            what = "param" if index < len(SHARD_SHAPES) else "momentum of param"
-            shape = SHARD_SHAPES[index % len(SHARD_SHAPES)]
-            torch.testing.assert_close(got, want, atol=1e-6, rtol=0,
-                                       msg=lambda m, w=what, s=shape, r=rank: f"rank {r}, {w} {s}: {m}")
+        reduced = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)["all_reduce"]
+        # one collective per dtype: the bf16 gradients travel as bf16, not promoted into the fp32 buffer
+        assert sorted(reduced["sent"]) == ["torch.bfloat16:6", "torch.float32:9"], reduced["sent"]
+        for grad, mean in zip(reduced["grads"], (1.5, 3.0, 6.0)):
+            assert torch.equal(grad, torch.full_like(grad, mean)), f"rank {rank}: {grad} is not the mean {mean}"
+    for bf16 in (False, True):
+        expected = run_muon(rank=0, world_size=1, bf16_updates=bf16)
+        for rank in range(2):
+            got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)[bf16]
+            # each rank advances only the momentum of its own shard (within each size group,
+            # positions rank, rank + 2, ...) ...
+            assert got["advanced"] == [owner == rank for owner in _owners(world_size=2)], got["advanced"]
+            # ... gathers the updates in the dtype Newton-Schulz made them (bf16 on CUDA) ...
+            assert got["update_dtype"] == [str(torch.bfloat16 if bf16 else torch.float32)]
+            # ... and after consolidate_state holds every param and momentum buffer of one process
+            for what in ("params", "momentum"):
+                for index, (want, have) in enumerate(zip(expected[what], got[what], strict=True)):
+                    torch.testing.assert_close(have, want, atol=1e-6, rtol=0,
+                                               msg=lambda m, w=what, i=index, r=rank: f"rank {r}, {w} {i}: {m}")
