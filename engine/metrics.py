@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -65,9 +66,34 @@ def parse_line(line: str) -> dict[str, Any] | None:
         event = json.loads(line)
     except (ValueError, RecursionError):
         return None
-    if not isinstance(event, dict) or event.get("kind") not in KINDS or not isinstance(event.get("step"), int):
+    if not isinstance(event, dict) or event.get("kind") not in KINDS or not _is_int(event.get("step")):
         return None
-    return event
+    # a hand-edited or foreign line: a known field of the wrong type is dropped (readers then see it absent),
+    # and an event without the field that makes it one (a train line's loss) is skipped like a torn line
+    for key in [k for k, check in _FIELD_CHECKS.items() if k in event and not check(event[k])]:
+        del event[key]
+    return event if all(key in event for key in _REQUIRED.get(event["kind"], ())) else None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_float(value: Any) -> bool:
+    # NaN and infinity stay: a diverged run writes them, and the reader should see that
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+_FIELD_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "t": _is_float, "loss": _is_float, "lr": _is_float, "tokens": _is_int, "tokens_per_s": _is_float,
+    "step_time_ms": _is_float, "val_loss": _is_float, "val_bpb": _is_float, "progress": _is_float,
+    "text": _is_str, "path": _is_str, "state": _is_str, "message": _is_str,
+}
+_REQUIRED = {"train": ("loss",), "val": ("val_loss",), "sample": ("text",), "checkpoint": ("path",)}
 
 
 class MetricsReader:

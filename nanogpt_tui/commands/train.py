@@ -38,7 +38,7 @@ def follow(manager: RunManager, name: str) -> RunInfo:
             try:
                 for event in reader.read_new():
                     if event["kind"] == "train":
-                        loss, speed = f"{event['loss']:.4f}", f"{event['tokens_per_s']:.0f}"
+                        loss, speed = f"{event['loss']:.4f}", f"{event.get('tokens_per_s', float('nan')):.0f}"
                     elif event["kind"] == "val":
                         val = f"{event['val_loss']:.4f}"
                     elif event["kind"] == "sample":

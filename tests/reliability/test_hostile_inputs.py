@@ -112,6 +112,15 @@ def test_a_checkpoint_with_nan_weights_is_refused_before_sampling(runs_root: Pat
     assert_refused(cli("generate", "diverged", "--prompt", "x", "--max-tokens", "4"), name)
 
 
+def test_metric_lines_with_wrong_types_lose_only_those_fields() -> None:
+    from engine.metrics import parse_line
+
+    assert parse_line('{"t": 1, "step": 2, "kind": "train", "loss": "low"}') is None, "a train line needs its loss"
+    event = parse_line('{"t": 1, "step": 2, "kind": "train", "loss": 2.5, "tokens": "many", "lr": null}')
+    assert event is not None and event["loss"] == 2.5 and "tokens" not in event and "lr" not in event
+    assert parse_line("[" * 100_000) is None
+
+
 def test_sampling_never_sees_non_finite_scores() -> None:
     import torch
 
@@ -334,7 +343,10 @@ async def test_log_scale_on_a_run_with_no_or_odd_points(runs_root: Path, points:
         lines = [train_line(1), train_line(2).replace('"loss": ', '"loss": -'), '{"t": 1, "step": 3, "kind": '
                  '"train", "loss": Infinity, "tokens": 1, "lr": 1, "tokens_per_s": 1, "step_time_ms": 1}',
                  '{"t": 1, "step": 4, "kind": "train", "loss": NaN, "tokens": 2, "lr": 1, "tokens_per_s": 1, '
-                 '"step_time_ms": 1}', '{"t": 1, "step": 5, "kind": "val", "val_loss": 0.0, "val_bpb": 0, "tokens": 3}']
+                 '"step_time_ms": 1}', '{"t": 1, "step": 5, "kind": "val", "val_loss": 0.0, "val_bpb": 0, "tokens": 3}',
+                 '{"t": 1, "step": 6, "kind": "train", "loss": "low", "tokens": "many"}',
+                 '{"t": 1, "step": 7, "kind": "train", "loss": 2.0, "tokens": 1e400, "lr": "x", "tokens_per_s": null}',
+                 '{"t": 1, "step": 8, "kind": "sample", "text": 5}', "[" * 50_000]
         (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     app = _app(runs_root)
     async with app.run_test(size=(120, 40)) as pilot:  # type: ignore[attr-defined]
