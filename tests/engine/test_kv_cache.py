@@ -9,6 +9,7 @@ from engine.attention import document_ids
 from engine.kv_cache import KVCache
 from engine.model import GPT
 from tests.engine.test_model import TINY, multi_document_tokens, randomized_model
+from tests.helpers import assert_close_scaled
 
 SEQ_LEN = 64  # twice the long window (32 tokens) and four times the short one
 
@@ -36,7 +37,7 @@ def test_token_by_token_decoding_equals_the_full_forward(model_and_reference) ->
     model, tokens, reference = model_and_reference
     cache = _cache()
     logits = _decode(model, tokens, cache, list(range(SEQ_LEN + 1)))
-    torch.testing.assert_close(logits, reference, atol=1e-4, rtol=1e-4)
+    assert_close_scaled(logits, reference, rel=1e-4)
     assert cache.pos == SEQ_LEN
     assert torch.equal(cache.docs, document_ids(tokens, TINY.bos_id)), "cached document ids must match the full pass"
 
@@ -45,7 +46,7 @@ def test_chunked_decoding_equals_the_full_forward(model_and_reference) -> None:
     model, tokens, reference = model_and_reference
     # chunks that start and end inside blocks, and one spanning more than a window
     logits = _decode(model, tokens, _cache(), [0, 5, 6, 19, 58, 64])
-    torch.testing.assert_close(logits, reference, atol=1e-4, rtol=1e-4)
+    assert_close_scaled(logits, reference, rel=1e-4)
 
 
 def test_explicit_window_matches_the_full_forward() -> None:
@@ -56,7 +57,7 @@ def test_explicit_window_matches_the_full_forward() -> None:
     cache = _cache()
     chunks = [model.forward_cached(tokens[:, start:start + 3], cache, sliding_window_num_blocks=2)
               for start in range(0, SEQ_LEN, 3)]
-    torch.testing.assert_close(torch.cat(chunks, dim=1), reference, atol=1e-4, rtol=1e-4)
+    assert_close_scaled(torch.cat(chunks, dim=1), reference, rel=1e-4)
 
 
 def test_crop_and_reset(model_and_reference) -> None:
@@ -68,10 +69,10 @@ def test_crop_and_reset(model_and_reference) -> None:
     # positions 20..39 are rewritten, with different tokens first to prove they are overwritten
     model.forward_cached(torch.full((2, 20), 7), cache)
     cache.crop(20)
-    torch.testing.assert_close(_decode(model, tokens, cache, [20, 64]), reference[:, 20:], atol=1e-4, rtol=1e-4)
+    assert_close_scaled(_decode(model, tokens, cache, [20, 64]), reference[:, 20:], rel=1e-4)
     cache.reset()
     assert cache.pos == 0
-    torch.testing.assert_close(_decode(model, tokens, cache, [0, 64]), reference, atol=1e-4, rtol=1e-4)
+    assert_close_scaled(_decode(model, tokens, cache, [0, 64]), reference, rel=1e-4)
     with pytest.raises(AssertionError, match="crop"):
         cache.crop(65)
 
@@ -106,13 +107,13 @@ def test_a_rolling_cache_holds_only_the_window_and_still_equals_the_full_forward
     cache = KVCache.allocate(TINY, 2, window * TINY.attn_block_size + 12, device="cpu", dtype=torch.float32,
                              window_blocks=window)
     cuts = [0, 12, 13, 20, 31, *range(40, 200, 9), 200]  # chunks of 1 to 12 tokens, across many roll-overs
-    torch.testing.assert_close(_decode(model, tokens, cache, cuts), reference, atol=1e-4, rtol=1e-4)
+    assert_close_scaled(_decode(model, tokens, cache, cuts), reference, rel=1e-4)
     assert cache.max_len == 44 and cache.pos == 200 and cache.offset > 150, "only the window (plus a chunk) is held"
     assert not cache.can_resume_at(100) and cache.can_resume_at(199)
     with pytest.raises(AssertionError, match="rolled out"):
         cache.crop(100)
     cache.crop(195)
-    torch.testing.assert_close(_decode(model, tokens, cache, [195, 200]), reference[:, 195:], atol=1e-4, rtol=1e-4)
+    assert_close_scaled(_decode(model, tokens, cache, [195, 200]), reference[:, 195:], rel=1e-4)
 
 
 def test_the_attention_limit_caps_every_window() -> None:
@@ -126,4 +127,4 @@ def test_the_attention_limit_caps_every_window() -> None:
         model.attention_limit = None
         uncapped = model(tokens)
     assert not torch.allclose(capped, uncapped, atol=1e-3), "the cap must change what the model reads"
-    torch.testing.assert_close(capped[:, :16], uncapped[:, :16], atol=1e-5, rtol=1e-5)
+    assert_close_scaled(capped[:, :16], uncapped[:, :16], rel=1e-5)

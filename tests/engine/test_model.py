@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from engine.attention import build_mask, dense_mask, document_ids, resolve_backend
 from engine.config import ModelConfig
 from engine.model import GPT, Rotary, apply_rotary, create_model
+from tests.helpers import assert_close_scaled
 
 # 4 layers, layer 2 without attention; 8-token blocks, long window 4 blocks (32 tokens), short 2
 TINY = ModelConfig(vocab_size=64, num_layers=4, num_heads=2, head_dim=16, model_dim=32, num_value_embeds=1,
@@ -148,7 +149,7 @@ def test_sdpa_and_flex_backends_agree(window: int | torch.Tensor | None) -> None
         model.attention_backend = "flex"
         flex_logits = model(tokens, sliding_window_num_blocks=window)
     assert sdpa_logits.shape == (2, 64, TINY.padded_vocab_size)
-    torch.testing.assert_close(flex_logits, sdpa_logits, atol=1e-4, rtol=1e-4)
+    assert_close_scaled(flex_logits, sdpa_logits, rel=1e-4)
 
 
 def test_windows_and_documents_change_the_logits() -> None:
@@ -161,7 +162,7 @@ def test_windows_and_documents_change_the_logits() -> None:
         alone = model(tokens[1])
     assert not torch.allclose(full[:, 40:], short[:, 40:]), "the sliding window should matter beyond 32 tokens"
     torch.testing.assert_close(full[:, :8], short[:, :8])  # inside the first block every window sees the same
-    torch.testing.assert_close(alone[0], full[1], atol=1e-5, rtol=1e-5)
+    assert_close_scaled(alone[0], full[1], rel=1e-5)
 
 
 def test_rotary_tables_grow_for_longer_sequences() -> None:
