@@ -296,14 +296,22 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def _coerce(value: Any, expected: Any, where: str) -> Any:
+def _coerce(value: Any, expected: Any, where: str, key: str | None = None) -> Any:
     """Check a TOML value against a field's type; ints widen to float, lists become tuples."""
+    try:
+        return _coerce_value(value, expected, where)
+    except ConfigError as err:
+        err.key = key
+        raise
+
+
+def _coerce_value(value: Any, expected: Any, where: str) -> Any:
     origin = typing.get_origin(expected)
     if origin is tuple:
         (item_type, _ellipsis) = typing.get_args(expected)
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list of {item_type.__name__}, got {type(value).__name__} {value!r}")
-        return tuple(_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(_coerce_value(v, item_type, f"{where}[{i}]") for i, v in enumerate(value))
     if expected is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
@@ -361,9 +369,9 @@ def from_dict(data: dict[str, Any], source: str = "config", base: Hyperparameter
             if key not in types:
                 raise ConfigError(
                     f"{source}: unknown key {section}.{key}",
-                    hint=f"keys of [{section}]: {', '.join(types)}",
+                    hint=f"keys of [{section}]: {', '.join(types)}", key=f"{section}.{key}",
                 )
-        updates = {k: _coerce(v, types[k], f"{source}: {section}.{k}") for k, v in table.items()}
+        updates = {k: _coerce(v, types[k], f"{source}: {section}.{k}", key=f"{section}.{k}") for k, v in table.items()}
         changes[section] = dataclasses.replace(getattr(base, section), **updates)
     hp = dataclasses.replace(base, **changes)
     validate(hp, source)
@@ -375,7 +383,7 @@ def validate(hp: Hyperparameters, source: str = "config") -> None:
     m, t, d, r = hp.model, hp.train, hp.data, hp.run
 
     def bad(key: str, why: str, hint: str = "") -> ConfigError:
-        return ConfigError(f"{source}: {key}: {why}", hint=hint)
+        return ConfigError(f"{source}: {key}: {why}", hint=hint, key=key)
 
     _check_numbers(hp, source)
     if m.num_layers % 2:

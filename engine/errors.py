@@ -20,7 +20,15 @@ class EngineError(Exception):
 
 
 class ConfigError(EngineError):
-    """Invalid configuration: unknown preset, malformed TOML, wrong type or value."""
+    """Invalid configuration: unknown preset, malformed TOML, wrong type or value.
+
+    `key` is the dotted config key (or option) it is about, when there is one, so a form can put the
+    message beside that field without reading it out of the text.
+    """
+
+    def __init__(self, message: str, hint: str = "", key: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.key = key
 
 
 class DataError(EngineError):
@@ -37,3 +45,16 @@ class DeviceError(EngineError):
 
 class RunError(EngineError):
     """A run directory that is missing, already exists, or is in the wrong state for the action."""
+
+
+def describe(error: BaseException) -> str:
+    """An error as the app shows it: an EngineError's message and hint on two lines, anything else with its class."""
+    if isinstance(error, EngineError):
+        return f"{error.message}\n{error.hint}" if error.hint else error.message
+    return f"{type(error).__name__}: {error}"
+
+
+def cli_lines(error: EngineError, detail: str = "") -> str:
+    """An error as the CLI and the training processes print it: `error: …` and, if any, `hint: …`."""
+    text = f"error: {error.message}" + (f": {detail}" if detail else "")
+    return text + (f"\nhint: {error.hint}" if error.hint else "")

@@ -65,7 +65,8 @@ def estimate(hp: Hyperparameters, nproc: int = 1) -> Estimate:
     per_pass = nproc * train.micro_batch_size
     if train.batch_size % per_pass:
         raise ConfigError(
-            f"train.batch_size: must be a multiple of processes x micro_batch_size ({per_pass}), got {train.batch_size}"
+            f"train.batch_size: must be a multiple of processes x micro_batch_size ({per_pass}), got {train.batch_size}",
+            key="train.batch_size",
         )
     num_params = count_params(model)
     tokens_per_step = train.batch_size * train.train_seq_len

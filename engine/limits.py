@@ -156,4 +156,4 @@ def check_number(name: str, value: float, limit: Limit, source: str = "") -> Non
     problem = limit.problem(value)
     if problem is not None:
         prefix = f"{source}: " if source else ""
-        raise ConfigError(f"{prefix}{name}: {problem}", hint=limit.hint)
+        raise ConfigError(f"{prefix}{name}: {problem}", hint=limit.hint, key=name)

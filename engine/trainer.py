@@ -26,7 +26,7 @@ from engine.cuda import (choose_fast_paths, compile_for_training, detect_capabil
                          host_to_device, out_of_memory_error, prepare_model_for_device, window_argument,
                          write_environment)
 from engine.distributed import DistContext, all_reduce_mean_, any_rank, shutdown
-from engine.errors import CheckpointError, EngineError
+from engine.errors import CheckpointError, EngineError, cli_lines
 from engine.metrics import MetricsWriter
 from engine.runs.protocol import STOP_REQUEST, update_status
 from engine.stopping import StopSignal
@@ -435,12 +435,12 @@ def run_entry_point(run_dir: Path, build: Callable[[StopSignal], Trainer], stop:
         trainer.run()
         return 0
     except EngineError as err:
-        print(f"error: {err.message}" + (f"\nhint: {err.hint}" if err.hint else ""), file=sys.stderr, flush=True)
+        print(cli_lines(err), file=sys.stderr, flush=True)
         _record_failure(run_dir, rank, err.message, trainer)
         return 1
     except torch.OutOfMemoryError as err:
         error = out_of_memory_error(trainer.hp if trainer else None, trainer.ctx.world_size if trainer else 1)
-        print(f"error: {error.message}: {str(err).splitlines()[0]}\nhint: {error.hint}", file=sys.stderr, flush=True)
+        print(cli_lines(error, str(err).splitlines()[0]), file=sys.stderr, flush=True)
         # the fix is a config change, so the status (what the TUI shows) carries the hint too
         _record_failure(run_dir, rank, f"{error.message}: {error.hint}", trainer)
         return 1

@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.theme import Theme
 
 from engine import paths
-from engine.errors import ConfigError, EngineError
+from engine.errors import ConfigError, describe
 from nanogpt_tui.model_service import LocalModels, ModelCache, ModelEngine
 from nanogpt_tui.screens.help import HelpScreen
 from nanogpt_tui.screens.runs import RunsScreen
@@ -149,10 +149,8 @@ def lazy_screen(module: str, name: str) -> Callable[[], Screen]:
 
 
 def error_text(error: BaseException) -> str:
-    """An error as the user reads it: an EngineError's message and hint, anything else with its class."""
-    if isinstance(error, EngineError):
-        return f"{error.message}\n{error.hint}" if error.hint else error.message
-    return f"{type(error).__name__}: {error}"
+    """An error as the user reads it in a notification (engine.errors.describe: one wording for both faces)."""
+    return describe(error)
 
 
 class NanoGPTApp(App[None]):

@@ -10,7 +10,7 @@ import importlib
 import sys
 from collections.abc import Callable
 
-from engine.errors import EngineError
+from engine.errors import EngineError, cli_lines
 
 # modules in nanogpt_tui.commands with `register(subparsers)`; each sets `func` on its parser
 COMMAND_MODULES = ["train", "finetune", "runs", "evaluate", "chat", "generate", "import_cmd", "export", "serve", "data", "estimate"]
@@ -34,9 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def print_error(err: EngineError) -> None:
-    print(f"error: {err.message}", file=sys.stderr)
-    if err.hint:
-        print(f"hint: {err.hint}", file=sys.stderr)
+    print(cli_lines(err), file=sys.stderr)
 
 
 def run_cli(argv: list[str]) -> int:

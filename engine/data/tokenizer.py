@@ -295,7 +295,7 @@ def tokenizer_for(data_config: DataConfig, documents: Sequence[str]) -> Tokenize
         return get_or_train_bpe(documents, data_config.bpe_vocab_size)
     if data_config.tokenizer == "gpt2":
         return gpt2_tokenizer()
-    raise ConfigError(f"data.tokenizer: expected 'bpe' or 'gpt2', got {data_config.tokenizer!r}")
+    raise ConfigError(f"data.tokenizer: expected 'bpe' or 'gpt2', got {data_config.tokenizer!r}", key="data.tokenizer")
 
 
 def tokenizer_from_payload(payload: Mapping[str, object]) -> Tokenizer:

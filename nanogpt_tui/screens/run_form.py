@@ -29,7 +29,6 @@ GENERAL = ""  # errors that belong to no single field
 SOURCES = (("Shakespeare (built in)", "shakespeare"), ("Text file or folder", "text"), ("FineWeb shards", "shards"))
 # the source name apply_overrides puts in front of its messages
 OVERRIDE_SOURCE = "--set"
-_KEY_IN_MESSAGE = re.compile(r"\b([a-z]+\.[a-z_]+):")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,16 +97,16 @@ def config_value(hp: Hyperparameters, key: str) -> str:
 def reason(error: EngineError, keep_key: bool = False) -> str:
     """The message without where it came from (and without its key unless keep_key), then the hint."""
     text = error.message.removeprefix(f"{OVERRIDE_SOURCE}: ")
-    if not keep_key and _config_key(error):
-        text = text.split(": ", 1)[-1]
+    key = _config_key(error)
+    if not keep_key and key:
+        text = text.removeprefix(f"{key}: ")
     return f"{text} ({error.hint})" if error.hint else text
 
 
 def _config_key(error: EngineError) -> str | None:
-    for section, key in (m.split(".") for m in _KEY_IN_MESSAGE.findall(error.message)):
-        if section in SECTIONS:
-            return f"{section}.{key}"
-    return None
+    """The config key a ConfigError is about (the error carries it), if it is one of the config's."""
+    key = getattr(error, "key", None)
+    return key if key and key.split(".")[0] in SECTIONS else None
 
 
 def shard_files(pattern: str) -> list[str]:
