@@ -11,7 +11,8 @@ speedrun's 48Ki-token sequence, from the same mid-training step (same window, LR
     python benchmarks/gpu_throughput.py --original ~/nanogpt-seed --quick
 
 Last line: `tokens_per_s=… mfu=… original_tokens_per_s=… ratio_vs_original=…` (ours = the default
-fast paths). Without a CUDA GPU it prints why and exits 2.
+fast paths; nan for what could not be measured). A variant that fails is reported and the rest
+still run. Without a CUDA GPU it prints why and exits 2.
 """
 
 from __future__ import annotations
@@ -170,15 +171,32 @@ def measure_original(original: ModuleType, shard: Path, seq_len: int, steps: int
 
 
 def _guarded(name: str, run) -> Measurement:
-    """One variant; an out-of-memory variant is reported, not fatal, and frees what it held."""
+    """One variant; a failing variant (out of memory, a compile error, anything) is reported, not fatal,
+    so the others, and the original, are still timed."""
     try:
         return run()
     except torch.OutOfMemoryError as err:
-        return Measurement(name, math.nan, math.nan, math.nan, math.nan, error=f"out of memory: {str(err).splitlines()[0]}")
+        return _failed(name, f"out of memory: {str(err).splitlines()[0]}")
+    except Exception as err:  # noqa: BLE001 - the benchmark reports the variant's failure and goes on
+        return _failed(name, f"failed: {type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}")
     finally:
         torch._dynamo.reset()
         gc.collect()
-        torch.cuda.empty_cache()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _failed(name: str, error: str) -> Measurement:
+    return Measurement(name, math.nan, math.nan, math.nan, math.nan, error=error)
+
+
+def summary_line(ours: Measurement, original: Measurement | None, flops_per_token: float, peak: float | None) -> str:
+    """The benchmark's last line; nan for what was not measured (no GPU, a failed variant, no --original)."""
+    mfu = ours.tokens_per_s * flops_per_token / (peak * 1e12) if peak else math.nan
+    original_tps = original.tokens_per_s if original is not None else math.nan
+    ratio = ours.tokens_per_s / original_tps if original_tps and not math.isnan(original_tps) else math.nan
+    return (f"tokens_per_s={ours.tokens_per_s:.0f} mfu={mfu:.3f} original_tokens_per_s={original_tps:.0f} "
+            f"ratio_vs_original={ratio:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("no CUDA GPU here: this benchmark measures the GPU fast paths; run it on a machine with one",
               file=sys.stderr)
+        print(summary_line(_failed("ours", "no CUDA GPU"), None, math.nan, None))
         return 2
     from engine.cuda import detect_capabilities
     from engine.estimate import estimate
@@ -217,17 +236,16 @@ def main(argv: list[str] | None = None) -> int:
             results.append(_guarded(f"ours compile={compile_model} fp8={fp8}", lambda hp=variant_hp, fp8=fp8, run_dir=run_dir:
                                     measure_ours(hp, shard, fp8, steps, warmup, run_dir)))
             print(_format(results[-1], flops_per_token, peak), flush=True)
-        ours = results[-1]
+        # ours = the default fast paths (the last variant), or the fastest that ran if it failed
+        ours = results[-1] if not results[-1].error else max(
+            results, key=lambda r: -1.0 if r.error else r.tokens_per_s)
         theirs = None
         if original is not None:
             theirs = _guarded("original", lambda: measure_original(original, shard, seq_len, steps, warmup, device))
             print(_format(theirs, flops_per_token, peak), flush=True)
-    mfu = ours.tokens_per_s * flops_per_token / (peak * 1e12) if peak else math.nan
     if theirs is not None:
         print(f"loss after {warmup + steps} steps: ours {ours.loss:.4f}, original {theirs.loss:.4f}")
-    original_tps = theirs.tokens_per_s if theirs else math.nan
-    print(f"tokens_per_s={ours.tokens_per_s:.0f} mfu={mfu:.3f} original_tokens_per_s={original_tps:.0f} "
-          f"ratio_vs_original={ours.tokens_per_s / original_tps:.3f}")
+    print(summary_line(ours, theirs, flops_per_token, peak))
     return 0
 
 

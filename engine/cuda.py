@@ -27,13 +27,15 @@ import torch
 from torch import Tensor, nn
 
 from engine.config import Hyperparameters, RunConfig
-from engine.errors import DeviceError
+from engine.errors import DeviceError, RunError
 from engine.model import GPT
 
 # FP8 tensor-core matmuls (torch._scaled_mm) exist from Ada (sm89) and Hopper (sm90) on
 FP8_MIN_CAPABILITY = (8, 9)
 # bf16 tensor cores arrive with Ampere (sm80)
 BF16_MIN_CAPABILITY = (8, 0)
+# the original's allocator setting: fewer fragmentation OOMs as activation sizes change
+ALLOCATOR_SETTING = ("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,13 +280,43 @@ def write_environment(run_dir: Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def out_of_memory_error(hp: Hyperparameters | None, world_size: int = 1) -> DeviceError:
-    """A DeviceError for an out-of-memory step whose hint names the settings to change and their new values."""
+def configure_cuda_allocator(environ: dict[str, str] | Any = os.environ) -> None:
+    """Set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True unless the user set it; before CUDA's first allocation."""
+    name, value = ALLOCATOR_SETTING
+    environ.setdefault(name, value)
+
+
+def compile_failure_error(err: BaseException) -> RunError:
+    """A RunError for a failed torch.compile, with the switch that trains without it."""
+    root = err
+    # Dynamo wraps the backend's own error (inner_exception, or the cause); that one says what broke
+    while (inner := getattr(root, "inner_exception", None) or root.__cause__) is not None:
+        root = inner
+    first_line = (str(root).strip().splitlines() or [""])[0]
+    return RunError(f"torch.compile failed: {type(root).__name__}: {first_line}",
+                    hint="train without compiling: --set run.compile=off (slower; the log holds the traceback)")
+
+
+def is_compile_failure(err: BaseException) -> bool:
+    """Whether `err` comes out of torch.compile (Dynamo tracing or the backend, e.g. Inductor/Triton)."""
+    return isinstance(err, torch._dynamo.exc.TorchDynamoException)
+
+
+def out_of_memory_error(hp: Hyperparameters | None, world_size: int = 1, validating: bool = False) -> DeviceError:
+    """A DeviceError for an out-of-memory step whose hint names the settings to change and their new values.
+
+    `validating`: the OOM came from validation, which runs sequences of train.val_seq_len.
+    """
     message = "the device ran out of memory"
     if hp is None:
         return DeviceError(message, hint="lower train.micro_batch_size or train.train_seq_len "
                                          "(more accumulation steps keep the batch)")
     t, block = hp.train, hp.model.attn_block_size
+    if validating:
+        shorter = max(block, t.val_seq_len // 2 // block * block)
+        return DeviceError(f"{message} during validation",
+                           hint=f"lower train.val_seq_len (now {t.val_seq_len}, {t.val_seq_len / t.train_seq_len:g}x "
+                                f"the training length): --set train.val_seq_len={shorter}")
     if t.micro_batch_size > 1:
         smaller = t.micro_batch_size // 2
         while t.batch_size % (world_size * smaller):

@@ -53,6 +53,9 @@ def init_distributed(requested_device: str) -> DistContext:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     kind = resolve_device(requested_device)
     if kind == "cuda":
+        from engine.cuda import configure_cuda_allocator
+
+        configure_cuda_allocator()  # before this process's first CUDA allocation
         if local_rank >= torch.cuda.device_count():
             raise DeviceError(
                 f"local rank {local_rank} has no GPU: only {torch.cuda.device_count()} visible",

@@ -22,9 +22,9 @@ from torch import Tensor
 from engine.allocator import retain_freed_memory
 from engine.checkpoint import latest_checkpoint, load_state_into, read_checkpoint_file, save_checkpoint
 from engine.config import Hyperparameters, config_hash, to_dict
-from engine.cuda import (choose_fast_paths, compile_for_training, detect_capabilities, environment_record,
-                         host_to_device, out_of_memory_error, prepare_model_for_device, window_argument,
-                         write_environment)
+from engine.cuda import (choose_fast_paths, compile_failure_error, compile_for_training, detect_capabilities,
+                         environment_record, host_to_device, is_compile_failure, out_of_memory_error,
+                         prepare_model_for_device, window_argument, write_environment)
 from engine.distributed import DistContext, all_reduce_mean_, any_rank, shutdown
 from engine.errors import CheckpointError, EngineError, cli_lines
 from engine.metrics import MetricsWriter
@@ -65,6 +65,7 @@ class Trainer:
         self.model = prepare_model_for_device(self.build_model(), self.fast_paths)
         self.step_model = compile_for_training(self.model, self.fast_paths)
         self.compile_s: float | None = None
+        self.validating = False  # for the out-of-memory hint: validation runs at train.val_seq_len
         # train lines whose loss still lives on the device: (step, loss, lr multiplier, tokens seen)
         self._pending_lines: list[tuple[int, Tensor, float, int]] = []
         self._nonfinite: Tensor | None = None  # device flag: some step's loss was NaN or inf
@@ -392,7 +393,9 @@ class Trainer:
                   f"train_time:{self.train_time_s * 1000:.0f}ms step_avg:{self.step_avg_ms():.2f}ms", flush=True)
 
     def run_validation(self) -> None:
+        self.validating = True
         self.last_val = self.validate(self.window_blocks())
+        self.validating = False
         self.report("val", tokens=self.tokens_seen, **{k: round(v, 5) for k, v in self.last_val.items()})
         if self.ctx.is_main:
             print(f"step:{self.step}/{self.hp.train.num_iterations} val_loss:{self.last_val['val_loss']:.4f} "
@@ -439,13 +442,19 @@ def run_entry_point(run_dir: Path, build: Callable[[StopSignal], Trainer], stop:
         _record_failure(run_dir, rank, err.message, trainer)
         return 1
     except torch.OutOfMemoryError as err:
-        error = out_of_memory_error(trainer.hp if trainer else None, trainer.ctx.world_size if trainer else 1)
+        error = out_of_memory_error(trainer.hp if trainer else None, trainer.ctx.world_size if trainer else 1,
+                                    validating=trainer is not None and trainer.validating)
         print(cli_lines(error, str(err).splitlines()[0]), file=sys.stderr, flush=True)
         # the fix is a config change, so the status (what the TUI shows) carries the hint too
         _record_failure(run_dir, rank, f"{error.message}: {error.hint}", trainer)
         return 1
     except Exception as err:  # noqa: BLE001 - the log keeps the traceback; status gets the one-line reason
         traceback.print_exc()
+        if trainer is not None and trainer.fast_paths.compile and is_compile_failure(err):
+            failure = compile_failure_error(err)
+            print(cli_lines(failure), file=sys.stderr, flush=True)
+            _record_failure(run_dir, rank, f"{failure.message}; {failure.hint}", trainer)
+            return 1
         message = f"{type(err).__name__}: {err}"
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "Connection" in str(err):
             message = ("lost contact with another process of this run (it crashed or was killed); "
