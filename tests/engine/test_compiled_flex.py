@@ -88,3 +88,34 @@ def test_the_cuda_configuration_compiles_forward_and_backward_and_matches_sdpa()
             assert error < 0.15, f"{name}: gradient {error:.1%} off the SDPA path's at window {blocks}"
         flex.zero_grad(set_to_none=True), sdpa.zero_grad(set_to_none=True)
     assert len(graphs) == 1, f"{len(graphs)} graphs: the growing window recompiled the model"
+
+
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_on_the_gpu_the_compiled_fast_paths_train_like_the_sdpa_path() -> None:
+    from engine.attention import flex_block_mask
+    from engine.config import RunConfig
+    from engine.cuda import choose_fast_paths, compile_for_training, detect_capabilities
+
+    device = torch.device("cuda")
+    paths = choose_fast_paths(detect_capabilities(device), RunConfig())
+    flex = prepare_model_for_device(_model("sdpa").to(device), paths)  # inductor, flex, FP8 head where the GPU has it
+    sdpa = _model("sdpa").to(device)
+    sdpa.attention_backend, sdpa.use_fp8_head = "sdpa", paths.fp8_head
+    compiled = compile_for_training(flex, paths)
+    inputs, targets = (t.to(device) for t in _batch())
+    for blocks in (1, 3, 8):
+        loss = compiled(inputs, targets, window_argument(blocks, paths, device))
+        loss.backward()
+        reference = sdpa(inputs, targets, blocks)
+        torch.testing.assert_close(loss.detach().float(), reference.detach().float(), rtol=3e-2, atol=3e-2)
+        assert all(p.grad is None or torch.isfinite(p.grad).all() for p in flex.parameters())
+        flex.zero_grad(set_to_none=True)
+        # the same tile decisions on the GPU as on the CPU
+        docs = (inputs == CONFIG.bos_id).cumsum(-1)
+        on_gpu, on_cpu = flex_block_mask(docs, blocks, 32), flex_block_mask(docs.cpu(), blocks, 32)
+        assert torch.equal(on_gpu.kv_num_blocks.cpu(), on_cpu.kv_num_blocks)
+        assert torch.equal(on_gpu.full_kv_num_blocks.cpu(), on_cpu.full_kv_num_blocks)
