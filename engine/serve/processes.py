@@ -7,6 +7,7 @@ while its process lives, so it stays in the list until it is stopped (or dies).
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 import time
@@ -20,6 +21,8 @@ from engine.runs.protocol import read_json
 from engine.serve.server import LOG_FILE, RECORD_FILE, default_model_name, write_record
 
 LIVE_STATES = ("starting", "running")
+# records (and logs) of ended servers kept for a look at what happened; older ones are removed on start
+KEEP_ENDED = 10
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class ServerManager:
     def start(self, checkpoint: Path, *, host: str = "127.0.0.1", port: int = 0, device: str = "auto",
               model_name: str | None = None) -> ServerInfo:
         """Spawn a server for `checkpoint` (port 0: any free one); returns at once, state "starting"."""
+        self.prune()
         name = model_name or default_model_name(checkpoint)
         folder = self.root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         suffix = 1
@@ -82,6 +86,16 @@ class ServerManager:
                                  block_stop_signals=False)
         write_record(folder, pid=started.pid, pid_started_at=started.started_at)
         return _info(folder, read_json(folder / RECORD_FILE))
+
+    def prune(self, keep: int = KEEP_ENDED) -> None:
+        """Remove the folders of ended servers beyond the newest `keep` (live ones are never touched)."""
+        ended = []
+        for folder in self.root.glob("*/"):
+            record = read_json(folder / RECORD_FILE)
+            if record and not (record.get("state") in LIVE_STATES and self._alive(record)):
+                ended.append((record.get("launched_at", 0), folder))
+        for _, folder in sorted(ended, key=lambda pair: pair[0], reverse=True)[keep:]:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def get(self, name: str) -> ServerInfo:
         folder = self.root / name
