@@ -149,9 +149,10 @@ class Trainer:
                            temperature=0.8, top_k=50, seed=self.hp.run.seed, device=self.device)
 
     # ------------------------------------------------------------------ schedule
-    def progress(self) -> float:
+    def progress(self, step: int | None = None) -> float:
+        """The fraction done by whichever bound ends the run (steps or the time budget), at `step` (default: now)."""
         t = self.hp.train
-        by_steps = self.step / t.num_iterations
+        by_steps = (self.step if step is None else step) / t.num_iterations
         by_time = self.train_time_s / t.time_budget_s if t.time_budget_s > 0 else 0.0
         return min(1.0, max(by_steps, by_time))
 
@@ -387,7 +388,8 @@ class Trainer:
                      step_s: float) -> None:
         if self.metrics is not None:
             self.metrics.write("train", step, loss=round(loss, 5), lr=round(multiplier, 5), tokens=tokens,
-                               tokens_per_s=round(tokens_per_s, 1), step_time_ms=round(step_s * 1000, 2))
+                               tokens_per_s=round(tokens_per_s, 1), step_time_ms=round(step_s * 1000, 2),
+                               progress=round(self.progress(step), 4))
         if self.ctx.is_main:
             print(f"step:{step}/{self.hp.train.num_iterations} train_loss:{loss:.4f} "
                   f"train_time:{self.train_time_s * 1000:.0f}ms step_avg:{self.step_avg_ms():.2f}ms", flush=True)

@@ -195,8 +195,9 @@ class DashboardScreen(AppScreen[None]):
         fraction = max(info.fraction, step / info.total_steps if info.total_steps else 0.0)
         if running and snap is not None and snap.progress is not None:
             fraction = max(fraction, snap.progress)
-        elif running and self._time_budget_s and elapsed is not None:
+        elif running and self._time_budget_s and elapsed is not None and step > 0:
             # a trainer that does not record its progress: the wall clock since the start bounds it
+            # (not before its first step: starting up, the tokenizer and the first validation are not training)
             fraction = max(fraction, elapsed / self._time_budget_s)
         fraction = min(1.0, fraction)
         bar = self.query_one(ProgressBar)

@@ -174,3 +174,21 @@ def test_out_of_memory_while_reading_a_checkpoint_is_not_a_damaged_file(tmp_path
     monkeypatch.setattr(torch, "load", cut)
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         read_checkpoint_file(path)
+
+
+def test_a_run_its_time_budget_ends_records_full_progress(tmp_path: Path) -> None:
+    from engine.pretraining import build_trainer
+    from engine.trainer import StopSignal
+    from tests.helpers import tiny_config, write_corpus
+
+    hp = tiny_config(write_corpus(tmp_path), "train.num_iterations=100000", "train.time_budget_s=0.5",
+                     "run.val_every=0", "run.checkpoint_every=0", "run.sample_tokens=0")
+    manager = RunManager(tmp_path / "runs")
+    info = manager.create(hp, "timed")
+    build_trainer(info.path, False, StopSignal()).run()
+    done = manager.get("timed")
+    assert done.state == "finished" and done.ended_by_time and done.fraction == 1.0
+    assert done.steps_label == f"{done.step} (time budget)", "the table must not show 212/1000 for a timed run"
+    events = [json.loads(line) for line in (info.path / "metrics.jsonl").read_text().splitlines()]
+    fractions = [e["progress"] for e in events if e["kind"] == "train"]
+    assert fractions and fractions[-1] >= 0.99 and all(f > 1 / 100000 for f in fractions[1:]), fractions
