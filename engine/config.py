@@ -23,6 +23,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
 
 from engine.errors import ConfigError
 from engine.limits import FIELD_LIMITS, check_number
+from engine.text_input import text_problem
 
 
 def next_multiple_of_n(value: float | int, *, n: int) -> int:
@@ -385,7 +386,7 @@ def validate(hp: Hyperparameters, source: str = "config") -> None:
     def bad(key: str, why: str, hint: str = "") -> ConfigError:
         return ConfigError(f"{source}: {key}: {why}", hint=hint, key=key)
 
-    _check_numbers(hp, source)
+    _check_fields(hp, source)
     if m.num_layers % 2:
         raise bad("model.num_layers", f"must be even for the U-net skip connections, got {m.num_layers}")
     if m.head_dim % 4:
@@ -424,15 +425,18 @@ def validate(hp: Hyperparameters, source: str = "config") -> None:
     _validate_finetune(hp.finetune, bad)
 
 
-def _check_numbers(hp: Hyperparameters, source: str) -> None:
-    """Every int and float field (each item of a tuple) against its range in engine.limits.FIELD_LIMITS."""
+def _check_fields(hp: Hyperparameters, source: str) -> None:
+    """Every int and float field (each item of a tuple) against its range in engine.limits.FIELD_LIMITS,
+    and every string against the text policy (a --set value with undecodable bytes cannot be saved)."""
     for section in SECTIONS:
         values = getattr(hp, section)
         for key in _field_types(SECTIONS[section]):
+            value = getattr(values, key)
+            if isinstance(value, str) and (problem := text_problem(value)) is not None:
+                raise ConfigError(f"{source}: {section}.{key} {problem}", hint="give the value as UTF-8 text")
             limit = FIELD_LIMITS.get(f"{section}.{key}")
             if limit is None:
                 continue  # strings and booleans: checked by name below
-            value = getattr(values, key)
             for item in value if isinstance(value, tuple) else (value,):
                 check_number(f"{section}.{key}", item, limit, source)
 

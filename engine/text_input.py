@@ -57,10 +57,23 @@ def check_text(text: Any, source: str, *, hint: str = HINT) -> str:
 
 def read_stdin(source: str = "stdin") -> str:
     """All of standard input as text, decoded by the same rule as a file."""
+    if sys.stdin is None:  # started with stdin closed (`<&-`)
+        raise DataError(f"{source}: standard input is closed", hint="pipe the text in, or give it as an argument")
     buffer = getattr(sys.stdin, "buffer", None)
     if buffer is None:  # a text stream put in its place (an embedding program, a test)
         return check_text(sys.stdin.read(), source)
     return decode_utf8(buffer.read(), source)
+
+
+def ask(question: str) -> str | None:
+    """The user's answer to a question on the terminal; None when no answer can come (EOF, stdin closed)."""
+    try:
+        return input(question)
+    except EOFError:
+        print()
+        return None
+    except RuntimeError:  # input(): lost sys.stdin
+        return None
 
 
 def tolerant_stdin() -> None:

@@ -34,7 +34,7 @@ def interrupt_sets(cancel: threading.Event) -> Iterator[None]:
 def cmd_chat(args: argparse.Namespace) -> int:
     from engine.chat import ChatSession, ContextTrimmed, parse_command
     from engine.generate import CANCELLED, TokenChunk
-    from engine.text_input import check_text, tolerant_stdin
+    from engine.text_input import ask, check_text, tolerant_stdin
     from nanogpt_tui.cli import print_error
 
     params = sampling_params(args)
@@ -46,9 +46,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
     tolerant_stdin()  # a line with bytes that are not UTF-8 is refused below, and the chat goes on
     while True:
         try:
-            line = input("\nYou: ")
-        except (EOFError, KeyboardInterrupt):
+            line = ask("\nYou: ")  # None at the end of input, or with stdin closed
+        except KeyboardInterrupt:
             print()
+            line = None
+        if line is None:
             break
         try:
             check_text(line, "your message")

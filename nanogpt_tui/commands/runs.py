@@ -7,6 +7,7 @@ import time
 
 from engine.errors import RunError
 from engine.runs import RunInfo, Workspace
+from engine.text_input import ask
 
 
 def _fmt(value: float | None, spec: str = ".4f") -> str:
@@ -43,12 +44,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
         # said before asking, so nobody confirms a deletion that cannot happen
         raise RunError(f"run {args.name!r} is running", hint=f"stop it first: nanogpt-tui stop {args.name}")
     if not args.yes:
-        try:
-            answer = input(f"delete run {args.name} and all its checkpoints? [y/N] ")
-        except EOFError:
-            print()
+        answer = ask(f"delete run {args.name} and all its checkpoints? [y/N] ")
+        if answer is None:
             raise RunError(f"run {args.name!r} was not deleted: there was no answer (input ended)",
-                           hint="to delete without a question, pass --yes") from None
+                           hint="to delete without a question, pass --yes")
         if answer.strip().lower() not in ("y", "yes"):
             print("kept")
             return 0

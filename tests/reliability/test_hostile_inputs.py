@@ -170,6 +170,7 @@ def test_text_that_is_not_utf8_is_refused_with_its_place(tiny: Path, tmp_path: P
         (("chat", "tiny", "--system", b"be \xff kind"), b"", "--system"),
         (("eval", "tiny", "--no-loss", "--prompt", b"\xed\xa0\x80"), b"", "--prompt"),
         (("eval", "tiny", "--data", str(latin1)), b"", "latin1.txt"),
+        (("train", "--detach", "--set", b'run.sample_prompt="caf\xe9"'), b"", "run.sample_prompt"),
     ]
     for argv, stdin, name in cases:
         line = assert_refused(cli(*argv, stdin=stdin), name)
@@ -241,6 +242,16 @@ def test_thousands_of_warnings_are_summarised(tiny: Path, tmp_path: Path) -> Non
 
 def test_delete_with_stdin_at_eof_keeps_the_run(tiny: Path, runs_root: Path) -> None:
     assert_refused(cli("delete", "tiny", stdin=b""), "tiny")
+    assert (runs_root / "tiny" / "run.json").exists()
+
+
+def test_closed_stdin_is_an_error_not_a_traceback(tiny: Path, runs_root: Path) -> None:
+    for argv in (("delete", "tiny"), ("generate", "tiny", "--prompt", "-")):
+        result = subprocess.run([*PYTHON, *argv], stdin=None, capture_output=True, timeout=120,
+                                preexec_fn=lambda: os.close(0))  # started as with `<&-`
+        assert_refused(result)
+    chat = subprocess.run([*PYTHON, "chat", "tiny"], capture_output=True, timeout=120, preexec_fn=lambda: os.close(0))
+    assert chat.returncode == 0 and b"Traceback" not in chat.stderr, chat.stderr
     assert (runs_root / "tiny" / "run.json").exists()
 
 
