@@ -521,3 +521,19 @@ async def test_the_runs_screen_shows_every_run_and_names_the_bad_file(runs_root:
         await wait_for(pilot, lambda: set(names) <= set(table_rows(app)), what="every row")
         await wait_for(pilot, lambda: any("many/status.json" in message for message, _ in shown), what="the notice")
         assert any("deep/run.json" in message for message, _ in shown)
+
+
+async def test_the_app_starts_on_an_unusable_data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nanogpt_tui.app import NanoGPTApp
+    from tests.tui.conftest import FIXED_NOW, wait_for
+    from tests.tui.test_chat import record_notifications
+
+    home = tmp_path / "a-file"
+    home.write_text("not a folder")
+    monkeypatch.setenv("NANOGPT_TUI_HOME", str(home))
+    app = NanoGPTApp(clock=lambda: FIXED_NOW)
+    shown = record_notifications(app)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("ctrl+t")  # saving the theme cannot work: said, not raised
+        await wait_for(pilot, lambda: any(severity == "error" for _, severity in shown), what="the error notice")
+        assert app.is_running
