@@ -131,6 +131,7 @@ class ServersListed(Message):
     """The model servers the app started were looked up again (only live ones)."""
 
     servers: tuple[ServerInfo, ...]
+    listed_at: float  # time.monotonic() of the look-up: a restarted poll's older answer must not win
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, ServersListed)

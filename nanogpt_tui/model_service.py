@@ -245,7 +245,9 @@ class LocalModels:
 
         require_serve_extra()
         manager = self.servers
-        return manager.wait_ready(manager.start(entry.path).name)
+        # one server per checkpoint: a second Serve (a stale list, a double key press) finds the first
+        running = next((server for server in manager.list() if server.checkpoint_path == entry.path), None)
+        return manager.wait_ready(running.name if running is not None else manager.start(entry.path).name)
 
     def stop_server(self, server: ServerInfo) -> None:
         self.servers.stop(server.name)

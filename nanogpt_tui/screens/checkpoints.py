@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -100,6 +101,7 @@ class CheckpointsScreen(AppScreen[None]):
         self._shown: tuple[CheckpointEntry, ...] = ()
         self._select_after_refresh: str | None = None
         self._servers: tuple[ServerInfo, ...] = ()
+        self._servers_listed_at = 0.0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -129,7 +131,8 @@ class CheckpointsScreen(AppScreen[None]):
         while True:
             entries = tuple(self.engine.list_checkpoints())
             self.post_message(CheckpointsListed(entries, tuple(self.engine.checkpoint_problems())))
-            self.post_message(ServersListed(tuple(self.engine.list_servers())))
+            listed_at = time.monotonic()
+            self.post_message(ServersListed(tuple(self.engine.list_servers()), listed_at))
             if not keep_polling(REFRESH_S):
                 return
 
@@ -272,6 +275,9 @@ class CheckpointsScreen(AppScreen[None]):
 
     @on(ServersListed)
     def _servers_listed(self, event: ServersListed) -> None:
+        if event.listed_at < self._servers_listed_at:
+            return
+        self._servers_listed_at = event.listed_at
         self._servers = event.servers
         panel = self.query_one("#servers", Static)
         panel.display = bool(event.servers)
