@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 # set by benchmarks/tui.py: the app exits as soon as its first frame is on screen
 EXIT_AFTER_FIRST_FRAME_ENV = "NANOGPT_TUI_EXIT_AFTER_FIRST_FRAME"
+# threads for workers: most of them poll and sleep, so many more than there are cores
+WORKER_THREADS = 64
 
 
 class Engine(ModelEngine, Protocol):
@@ -194,6 +196,16 @@ class NanoGPTApp(App[None]):
                                            f"using {DEFAULT_THEME} instead")
             self.settings = dataclasses.replace(self.settings, theme=DEFAULT_THEME)
             self.theme = DEFAULT_THEME
+
+    def on_load(self) -> None:
+        # thread workers run in the loop's default executor, which asyncio sizes to cpu_count + 4: on
+        # two cores, six polling workers (runs, checkpoints, two dashboards with their logs) would take
+        # every thread and any later worker (load a model, find a checkpoint) would wait forever
+        import asyncio
+        from concurrent.futures import ThreadPoolExecutor
+
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="nanogpt-worker"))
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._save_theme)

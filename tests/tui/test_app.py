@@ -93,3 +93,19 @@ async def test_theme_toggle_is_saved(make_app) -> None:
     again = NanoGPTApp(settings=load_settings())
     async with again.run_test():
         assert again.theme == "textual-light"
+
+
+async def test_many_polling_workers_do_not_starve_a_later_one(make_app) -> None:
+    import os
+
+    from nanogpt_tui.screens.base import keep_polling
+
+    app = make_app()
+    async with app.run_test() as pilot:
+        # more pollers than asyncio's default executor has threads (cpu_count + 4, at most 32)
+        for _ in range(min(32, (os.cpu_count() or 1) + 4) + 1):
+            app.run_worker(lambda: keep_polling(3600), thread=True, group="pollers")
+        quick = app.run_worker(lambda: "done", thread=True, group="quick")
+        await wait_for(pilot, lambda: quick.is_finished, timeout=10, what="a short worker behind the pollers")
+        assert quick.result == "done"
+        app.workers.cancel_group(app, "pollers")
