@@ -106,16 +106,19 @@ def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
     return tensor.tolist()
 
 
-def any_rank(flag: bool, ctx: DistContext) -> bool:
-    """True on every rank when any rank says so (used to agree on stopping each step).
+def agree(stop: bool, train_time_s: float, ctx: DistContext) -> tuple[bool, float]:
+    """(any rank stops, the longest training time of any rank): what every rank bases the next step on.
 
-    A CPU tensor over gloo (the host group in an NCCL run), so the host never waits for the GPU.
+    A CPU tensor over gloo (the host group in an NCCL run), so the host never waits for the GPU;
+    one collective per step. Ranks measure their own training time, so a
+    time-budgeted run would otherwise give them different learning rates and different last steps.
     """
     if not ctx.distributed:
-        return flag
-    tensor = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        return stop, train_time_s
+    tensor = torch.tensor([1.0 if stop else 0.0, train_time_s], dtype=torch.float64)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=ctx.host_group)
-    return bool(tensor.item())
+    flag, seconds = tensor.tolist()
+    return flag > 0, seconds
 
 
 def barrier(ctx: DistContext) -> None:

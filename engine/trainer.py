@@ -25,7 +25,7 @@ from engine.config import Hyperparameters, config_hash, to_dict
 from engine.cuda import (choose_fast_paths, compile_failure_error, compile_for_training, detect_capabilities,
                          environment_record, host_to_device, is_compile_failure, out_of_memory_error,
                          prepare_model_for_device, window_argument, write_environment)
-from engine.distributed import DistContext, all_reduce_mean_, any_rank, shutdown
+from engine.distributed import DistContext, agree, all_reduce_mean_, shutdown
 from engine.errors import CheckpointError, EngineError, cli_lines
 from engine.metrics import MetricsWriter
 from engine.runs.protocol import STOP_REQUEST, update_status
@@ -53,6 +53,8 @@ class Trainer:
         self.step = 0
         self.tokens_seen = 0
         self.train_time_s = 0.0
+        # with several ranks, the training time the schedule and the stop by time go by (the same on every rank)
+        self.schedule_time_s = 0.0
         self.last_val: dict[str, float] = {}
         self.metrics = MetricsWriter(run_dir / "metrics.jsonl") if ctx.is_main else None
         stop.timeout_s = hp.run.stop_timeout_s
@@ -153,7 +155,9 @@ class Trainer:
         """The fraction done by whichever bound ends the run (steps or the time budget), at `step` (default: now)."""
         t = self.hp.train
         by_steps = (self.step if step is None else step) / t.num_iterations
-        by_time = self.train_time_s / t.time_budget_s if t.time_budget_s > 0 else 0.0
+        # several ranks go by the time they agreed on before this step; one process by its own
+        seconds = self.schedule_time_s if self.ctx.distributed else self.train_time_s
+        by_time = seconds / t.time_budget_s if t.time_budget_s > 0 else 0.0
         return min(1.0, max(by_steps, by_time))
 
     def apply_schedule(self) -> float:
@@ -240,7 +244,7 @@ class Trainer:
             opt.load_state_dict(state)
         self.stream.load_state_dict(data["data_position"])
         self.step, self.tokens_seen = int(data["step"]), int(data["tokens_seen"])
-        self.train_time_s = float(data.get("train_time_s", 0.0))
+        self.train_time_s = self.schedule_time_s = float(data.get("train_time_s", 0.0))
         log.info("resumed from %s at step %d", info.path.name, self.step)
 
     def stop_file_present(self) -> bool:
@@ -307,7 +311,9 @@ class Trainer:
             self.run_validation()
         self._open_interval()
         while not self.finished():
-            if any_rank(self.stop.requested or self.stop_file_present(), self.ctx):
+            stop, self.schedule_time_s = agree(self.stop.requested or self.stop_file_present(), self.train_time_s,
+                                               self.ctx)
+            if stop:
                 self.flush()
                 self.save()  # no validation here: a stop must be quick
                 self.end("stopped", f"stopped at step {self.step}")

@@ -334,15 +334,24 @@ def all_reduce_gradients(rank: int) -> dict[str, list]:
     return {"grads": grads, "sent": sent}
 
 
+def agree_across_ranks(rank: int) -> tuple[bool, float]:
+    """engine.distributed.agree with rank 1 asking to stop and having trained longer."""
+    from engine.distributed import DistContext, agree
+
+    ctx = DistContext(rank, 2, rank, torch.device("cpu"))
+    return agree(rank == 1, 10.0 + 2.5 * rank, ctx)
+
+
 _WORKER = """
 import sys
 import torch.distributed as dist
 import torch
-from tests.engine.test_muon import all_reduce_gradients, run_muon
+from tests.engine.test_muon import agree_across_ranks, all_reduce_gradients, run_muon
 
 dist.init_process_group("gloo")
 results = {bf16: run_muon(dist.get_rank(), dist.get_world_size(), bf16) for bf16 in (False, True)}
 results["all_reduce"] = all_reduce_gradients(dist.get_rank())
+results["agree"] = agree_across_ranks(dist.get_rank())
 torch.save(results, f"{sys.argv[1]}/rank{dist.get_rank()}.pt")
 dist.destroy_process_group()
 """
@@ -364,6 +373,8 @@ def test_sharded_muon_over_two_gloo_ranks_equals_single_process(tmp_path: Path) 
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"torchrun failed:\n{result.stdout}\n{result.stderr}"
     for rank in range(2):
+        # the stop flag and the training time the schedule goes by are the same on every rank
+        assert torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)["agree"] == (True, 12.5)
         reduced = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)["all_reduce"]
         # one collective per dtype: the bf16 gradients travel as bf16, not promoted into the fp32 buffer
         assert sorted(reduced["sent"]) == ["torch.bfloat16:6", "torch.float32:9"], reduced["sent"]
