@@ -96,15 +96,23 @@ def filter_logits(logits: Tensor, params: SamplingParams, context: Tensor | None
 def sample_next(logits: Tensor, params: SamplingParams, generator: torch.Generator,
                 context: Tensor | None = None) -> Tensor:
     """Next token ids (B,) from logits (B, V); greedy at temperature 0, else seeded multinomial."""
-    # -inf marks a masked token; NaN, +inf or a row with nothing left (NaN weights, an overflow) cannot be sampled
-    if bool(torch.isnan(logits).any() | torch.isposinf(logits).any() | (~torch.isfinite(logits).any(dim=-1)).any()):
+    if not _samplable(logits):
         raise CheckpointError("the model's scores for the next token are not finite numbers (NaN or infinity)",
                               hint="its weights are probably NaN; use an earlier checkpoint, or evaluate it first")
     filtered = filter_logits(logits, params, context)
+    if not _samplable(filtered):
+        raise ConfigError("the sampling settings turn the model's scores into NaN or infinity",
+                          hint="use a gentler temperature or repetition penalty (1 = none)")
     if params.temperature == 0:
         return filtered.argmax(dim=-1)
     probs = torch.softmax(filtered, dim=-1)
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+def _samplable(scores: Tensor) -> bool:
+    """-inf marks a masked token; NaN, +inf or a row with nothing left (NaN weights, an overflow) cannot be sampled."""
+    bad = torch.isnan(scores).any() | torch.isposinf(scores).any() | (~torch.isfinite(scores).any(dim=-1)).any()
+    return not bool(bad)
 
 
 class TextStream:

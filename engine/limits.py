@@ -126,12 +126,13 @@ FIELD_LIMITS: dict[str, Limit] = {
 
 # how tokens are picked (engine.generate.SamplingParams) and the command-line options that set them
 SAMPLING_LIMITS: dict[str, Limit] = {
-    "temperature": at_least(0.0, integer=False, hint="0 means greedy"),
+    # beyond these every token is about equally likely (or the scores overflow float32): no meaning left
+    "temperature": Limit(0.0, 100.0, hint="0 means greedy; above 2 a reply is mostly noise"),
     "top_k": at_least(0, hint="0 turns top-k filtering off"),
     "top_p": fraction(open_low=True, hint="1 turns nucleus filtering off"),
     "max_new_tokens": at_least(0),
     "seed": SEED,
-    "repetition_penalty": positive(integer=False, hint="1 = no penalty; > 1 discourages repeats"),
+    "repetition_penalty": Limit(0.01, 100.0, hint="1 = no penalty; > 1 discourages repeats"),
 }
 
 # the other numeric options of the command line

@@ -59,6 +59,8 @@ NUMBERS = [
     (["generate", "tiny", "--prompt", "x", "--temperature", "nan"], "--temperature"),
     (["generate", "tiny", "--prompt", "x", "--repetition-penalty", "nan"], "--repetition-penalty"),
     (["generate", "tiny", "--prompt", "x", "--top-k", "-3"], "--top-k"),
+    (["generate", "tiny", "--prompt", "x", "--temperature", "1e308"], "--temperature"),
+    (["generate", "tiny", "--prompt", "x", "--repetition-penalty", "1e-300"], "--repetition-penalty"),
     (["chat", "tiny", "--top-p", "inf"], "--top-p"),
     (["eval", "tiny", "--max-eval-tokens", "-1"], "--max-eval-tokens"),
     (["eval", "tiny", "--seq-len", "nan"], "--seq-len"),
@@ -124,7 +126,7 @@ def test_metric_lines_with_wrong_types_lose_only_those_fields() -> None:
 def test_sampling_never_sees_non_finite_scores() -> None:
     import torch
 
-    from engine.errors import CheckpointError
+    from engine.errors import CheckpointError, ConfigError
     from engine.generate import SamplingParams, sample_next
 
     generator = torch.Generator().manual_seed(0)
@@ -133,6 +135,12 @@ def test_sampling_never_sees_non_finite_scores() -> None:
         logits[0, 3] = bad
         with pytest.raises(CheckpointError):
             sample_next(logits, SamplingParams(temperature=0.8, top_k=0), generator)
+    masked = torch.tensor([[1.0, -float("inf"), 2.0, 0.5]])  # -inf is a mask, not a fault
+    for params in (SamplingParams(temperature=100.0, top_k=0), SamplingParams(temperature=0.01, top_k=2)):
+        assert int(sample_next(masked, params, generator)[0]) != 1
+    huge = torch.full((1, 4), 3e38)  # a penalty that overflows float32 is refused, not sampled from
+    with pytest.raises(ConfigError):
+        sample_next(huge, SamplingParams(temperature=1.0, repetition_penalty=0.01), generator, torch.tensor([[0]]))
 
 
 def test_the_server_refuses_numbers_that_are_not_finite() -> None:
