@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from engine.config import Hyperparameters, ModelConfig, apply_overrides, from_dict, load_toml, next_multiple_of_n, preset
+from engine.cuda import host_to_device
 from engine.data.conversations import ConversationDataset, ConversationReport, first_few
 from engine.errors import CheckpointError, ConfigError
 from engine.trainer import StopSignal, Trainer, run_entry_point
@@ -208,8 +209,9 @@ class FinetuneTrainer(Trainer):
 
     def next_batch(self) -> tuple[Tensor, Tensor, Tensor | None]:
         rows = torch.tensor(self.stream.next_rows())
-        tokens = self.data.dataset.train.tokens[rows].to(self.device, torch.int64)  # (micro, seq_len + 1)
-        mask = self.data.dataset.train.mask[rows].to(self.device)  # (micro, seq_len + 1)
+        # pinned, non-blocking copies on CUDA: the step never waits for the transfer
+        tokens = host_to_device(self.data.dataset.train.tokens[rows], self.device).to(torch.int64)  # (micro, seq_len + 1)
+        mask = host_to_device(self.data.dataset.train.mask[rows], self.device)  # (micro, seq_len + 1)
         return tokens[:, :-1], tokens[:, 1:], mask[:, 1:]
 
     def window_blocks(self) -> int:
