@@ -84,7 +84,10 @@ class CheckpointCatalogue:
             return self.newest()
         path = Path(spec).expanduser()
         if path.is_file():
-            return ResolvedCheckpoint(path, None, None, str(path))
+            # a run's own checkpoint keeps its run's name (a fine-tune is named after it, from either face)
+            folder = path.parent.parent
+            run = folder.name if path.parent.name == CHECKPOINTS_DIR and is_run_dir(folder) else None
+            return ResolvedCheckpoint(path, run, None, str(path))
         if path.is_dir():
             return self._from_folder(path)
         try:

@@ -122,3 +122,10 @@ async def test_sampling_starts_from_the_same_defaults() -> None:
         panel = SamplingPanel()
         await app.screen.mount(panel)
         assert panel.values() == cli == SamplingParams(), "the app's sliders and the CLI's flags start apart"
+
+
+def test_both_faces_name_a_finetune_after_its_parent_run(tmp_path: Path) -> None:
+    parent_dir = _pretrain(None, tmp_path)
+    checkpoint = next((parent_dir / "checkpoints").glob("*.pt"))
+    by_name, by_path = Workspace().resolve_checkpoint("base"), Workspace().resolve_checkpoint(str(checkpoint))
+    assert by_name.path == by_path.path and by_name.run == by_path.run == "base"

@@ -1,0 +1,105 @@
+"""A newcomer's walk through the app, keyboard only, with real processes: pretrain the default preset
+(shrunk through the form's own fields so it takes seconds) -> dashboard -> Checkpoints -> fine-tune with
+the form's defaults on the bundled conversations -> Chat with the result.
+
+With a parent pretrained for seconds, the fine-tune lowers the assistant-token val loss by about a
+fifth, not by half, and a reply may run to max tokens: the test asserts what this budget reaches
+(a clear drop, a reply from the fine-tuned model); the full-size walk is described in the README.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from textual.message import Message
+from textual.widgets import DataTable, Input, Static
+
+from engine.runs import Workspace
+from nanogpt_tui.app import NanoGPTApp
+from nanogpt_tui.messages import ReplyCompleted
+from nanogpt_tui.screens.chat import ChatScreen
+from nanogpt_tui.screens.checkpoints import CheckpointsScreen
+from nanogpt_tui.screens.dashboard import DashboardScreen
+from nanogpt_tui.screens.finetune_form import FinetuneFormScreen
+from nanogpt_tui.screens.new_run import NewRunScreen, input_id
+from nanogpt_tui.widgets.message import ChatNotice, PromptArea
+from tests.tui.conftest import wait_for
+
+# the default preset, made small enough to pretrain in seconds on two CPU cores
+TINY = {"name": "first", "model.num_layers": "2", "model.num_heads": "1", "model.head_dim": "32",
+        "model.model_dim": "64", "model.window_pattern": "LS", "model.num_value_embeds": "1",
+        "train.num_iterations": "30", "train.time_budget_s": "20", "train.batch_size": "16",
+        "train.micro_batch_size": "16", "run.val_every": "0", "run.checkpoint_every": "0", "run.sample_every": "0"}
+
+
+async def type_into(pilot, widget: Input, text: str) -> None:
+    """Replace the field's text the way a user does: go to it, clear it, type."""
+    widget.focus()
+    await pilot.press("home", "ctrl+k", *text)
+
+
+async def until_finished(pilot, timeout: float) -> None:
+    title = lambda: str(pilot.app.screen.query_one("#run-title", Static).render())  # noqa: E731
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen) and "finished" in title(),
+                   timeout=timeout, what="the run to finish")
+
+
+def val_losses(run_dir: Path) -> list[float]:
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [e["val_loss"] for e in events if e.get("kind") == "val"]
+
+
+@pytest.mark.slow
+async def test_pretrain_finetune_chat_by_keyboard() -> None:
+    replies: list[ReplyCompleted] = []
+
+    def hook(message: Message) -> None:
+        if isinstance(message, ReplyCompleted):
+            replies.append(message)
+
+    app = NanoGPTApp()
+    async with app.run_test(size=(120, 40), message_hook=hook) as pilot:
+        await pilot.press("n")
+        assert isinstance(app.screen, NewRunScreen)
+        await wait_for(pilot, lambda: "parameters" in str(app.screen.query_one("#summary", Static).render()),
+                       what="the new-run form")
+        for key, value in TINY.items():
+            await type_into(pilot, app.screen.query_one("#" + input_id(key), Input), value)
+        await pilot.pause()
+        assert app.screen._check.errors == {}, app.screen._check.errors
+        await pilot.press("ctrl+s")
+        await until_finished(pilot, timeout=240)
+
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen)
+                       and app.screen.query_one("#checkpoints", DataTable).row_count == 1, what="the checkpoint")
+        await pilot.press("f")
+        await wait_for(pilot, lambda: isinstance(app.screen, FinetuneFormScreen), what="the fine-tune form")
+        form = app.screen
+        await wait_for(pilot, lambda: not form.query_one("#ft-lr", Input).disabled, what="the parent's settings")
+        await pilot.press("ctrl+g")  # the bundled conversations, everything else as the form proposes
+        await wait_for(pilot, lambda: not form.query_one("#launch").disabled, timeout=30, what="the data checked")
+        await pilot.press("ctrl+s")
+        await until_finished(pilot, timeout=240)
+        finetuned = Workspace().runs.list_runs()[0]
+        assert finetuned.kind == "finetune"
+
+        await pilot.press("4")
+        chat = app.screen
+        assert isinstance(chat, ChatScreen)
+        try:
+            await wait_for(pilot, lambda: chat._model is not None, timeout=60, what="the newest checkpoint in the chat")
+        except AssertionError as err:
+            notices = [str(n.render()) for n in chat.query(ChatNotice)]
+            raise AssertionError(f"{err}; the chat says {notices}") from err
+        assert chat._model.entry_path.parent.parent == finetuned.path, "the chat opened another checkpoint"
+        assert chat.query_one(PromptArea).has_focus
+        await pilot.press(*"Good morrow!", "enter")
+        await wait_for(pilot, lambda: bool(replies), timeout=60, what="the reply")
+
+    losses = val_losses(finetuned.path)
+    assert len(losses) >= 2 and losses[-1] <= 0.9 * losses[0], f"assistant-token val loss went {losses}"
+    reply = replies[0]
+    assert reply.finish_reason in ("stop_token", "length") and reply.tokens >= 1, f"no reply from the model: {reply}"
