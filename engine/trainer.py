@@ -240,8 +240,7 @@ class Trainer:
                 hint="resume with the data.sampling the run was started with",
             )
         load_state_into(self.model, data["model"], str(info.path))
-        for opt, state in zip(self.optimizers, data["optimizers"], strict=True):
-            opt.load_state_dict(state)
+        load_optimizer_states(self.optimizers, data, info.path.name)
         self.stream.load_state_dict(data["data_position"])
         self.step, self.tokens_seen = int(data["step"]), int(data["tokens_seen"])
         self.train_time_s = self.schedule_time_s = float(data.get("train_time_s", 0.0))
@@ -480,3 +479,15 @@ def _record_failure(run_dir: Path, rank: int, message: str, trainer: Trainer | N
     if trainer is not None and trainer.metrics is not None:
         trainer.report("status", state="failed", message=message)
     update_status(run_dir, state="failed", message=message, ended_at=time.time())
+
+
+def load_optimizer_states(optimizers: list[Any], data: dict[str, Any], name: str) -> None:
+    """The checkpoint's optimiser states into `optimizers`; CheckpointError when it holds other ones (or none)."""
+    states = data.get("optimizers")
+    if not isinstance(states, list) or len(states) != len(optimizers):
+        # weights only (an imported or hand-made file): resuming needs the optimisers' moments too
+        count = len(states) if isinstance(states, list) else 0
+        raise CheckpointError(f"{name} holds {count} optimiser state(s), the run has {len(optimizers)}: "
+                              "it cannot be resumed from", hint="fine-tune from it, or start a new run")
+    for optimizer, state in zip(optimizers, states, strict=True):
+        optimizer.load_state_dict(state)

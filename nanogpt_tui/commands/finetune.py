@@ -58,11 +58,14 @@ def _check_only(args: argparse.Namespace) -> int:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from engine.runs import Workspace
-    from nanogpt_tui.commands.train import follow, report_end
+    from nanogpt_tui.commands.train import follow, refuse_settings_with_resume, report_end
 
     workspace = Workspace()
     manager = workspace.runs
     if args.resume:
+        refuse_settings_with_resume(args.resume, {"--from": args.from_, "--data": args.data, "--epochs": args.epochs,
+                                                  "--lr": args.lr, "--set": args.set, "--name": args.name,
+                                                  "--skip-invalid": args.skip_invalid})
         info = manager.resume(args.resume, kind="finetune", rerun_finished=args.rerun)
         print(f"run {info.name} resumed in {info.path}")
         return 0 if args.detach else report_end(follow(manager, info.name))

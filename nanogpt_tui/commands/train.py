@@ -6,7 +6,7 @@ import argparse
 import time
 
 from engine.config import DEFAULT_PRESET, Hyperparameters, apply_overrides, load_toml, preset
-from engine.errors import RunError
+from engine.errors import ConfigError, RunError
 from engine.runs import TERMINAL_STATES, RunInfo, RunManager, Workspace
 from nanogpt_tui.commands.options import number
 
@@ -70,9 +70,19 @@ def report_end(info: RunInfo) -> int:
     return 0
 
 
+def refuse_settings_with_resume(run: str, flags: dict[str, object]) -> None:
+    """A resumed run goes on with its own config.toml: a setting given beside --resume would silently not apply."""
+    given = [flag for flag, value in flags.items() if value not in (None, False, [], "")]
+    if given:
+        raise ConfigError(f"--resume continues {run} with its own config.toml, so {', '.join(given)} would be ignored",
+                          hint="resume without them, or start a new run with the new settings")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     manager = Workspace().runs
     if args.resume:
+        refuse_settings_with_resume(args.resume, {"--preset": args.preset, "--config": args.config, "--set": args.set,
+                                                  "--name": args.name})
         info = manager.resume(args.resume, kind="pretrain", rerun_finished=args.rerun)
     else:
         hp = resolve_config(args)

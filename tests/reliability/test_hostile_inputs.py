@@ -291,6 +291,23 @@ def test_resuming_a_finished_run_needs_rerun(tiny: Path, runs_root: Path) -> Non
     assert {path: path.read_bytes() for path in files} == files, "a refused resume changed the run"
 
 
+def test_settings_beside_resume_are_refused_not_ignored(tiny: Path, runs_root: Path) -> None:
+    update_status(runs_root / "tiny", state="stopped")
+    before = (runs_root / "tiny" / "status.json").read_bytes()
+    assert_refused(cli("train", "--resume", "tiny", "--set", "train.num_iterations=5"), "--set")
+    assert_refused(cli("finetune", "--resume", "tiny", "--epochs", "2"), "--epochs")
+    assert (runs_root / "tiny" / "status.json").read_bytes() == before
+
+
+def test_a_checkpoint_without_optimiser_state_cannot_be_resumed_from() -> None:
+    from engine.errors import CheckpointError
+    from engine.trainer import load_optimizer_states
+
+    for data in ({"optimizers": []}, {}, {"optimizers": "adam"}):
+        with pytest.raises(CheckpointError):
+            load_optimizer_states([object(), object()], data, "step_000003.pt")
+
+
 def test_finetune_resume_of_a_pretraining_run_is_refused(tiny: Path, runs_root: Path) -> None:
     update_status(runs_root / "tiny", state="stopped")
     before = (runs_root / "tiny" / "status.json").read_bytes()
