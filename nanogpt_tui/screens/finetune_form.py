@@ -17,6 +17,7 @@ from textual.worker import Worker
 from engine.config import FINETUNE_OPTIMIZERS, FINETUNE_TEMPLATES, FinetuneConfig
 from engine.data.examples import DEFAULT_EXAMPLE, example_path
 from engine.errors import ConfigError, EngineError
+from engine.limits import FIELD_LIMITS
 from engine.paths import validate_name
 from engine.runs import RunInfo
 from nanogpt_tui.app import error_text
@@ -33,18 +34,17 @@ def parse_settings(values: dict[str, str]) -> tuple[list[str], dict[str, str]]:
     """(`--set` overrides, errors by field) for the form's text fields."""
     overrides: list[str] = []
     errors: dict[str, str] = {}
-    checks = (("epochs", int, lambda v: v >= 1, "a whole number of at least 1"),
-              ("lr", float, lambda v: v > 0, "a number above 0, e.g. 5e-5"),
-              ("val_fraction", float, lambda v: 0 < v < 1, "a fraction between 0 and 1"))
-    for key, kind, ok, expected in checks:
+    for key in ("epochs", "lr", "val_fraction"):
+        limit = FIELD_LIMITS[f"finetune.{key}"]  # the ranges the config and the command line use
         text = values.get(key, "").strip()
         try:
-            value = kind(text)
+            value: int | float = int(text) if limit.integer else float(text)
         except ValueError:
-            errors[key] = f"expected {expected}"
+            errors[key] = f"expected {limit.describe()}"
             continue
-        if not ok(value):
-            errors[key] = f"expected {expected}"
+        problem = limit.problem(value)
+        if problem is not None:
+            errors[key] = problem
         else:
             overrides.append(f"finetune.{key}={value!r}")
     name = values.get("name", "").strip()

@@ -158,6 +158,8 @@ def test_finetune_settings_are_checked() -> None:
     assert errors == {} and "finetune.epochs=2" in overrides and "finetune.lr=0.0001" in overrides
     _, errors = parse_settings({"epochs": "0", "lr": "-1", "val_fraction": "1.5", "name": "bad name"})
     assert set(errors) == {"epochs", "lr", "val_fraction", "name"}
+    _, errors = parse_settings({"epochs": "2", "lr": "nan", "val_fraction": "inf"})
+    assert set(errors) == {"lr", "val_fraction"}, "the form takes the config's ranges (engine.limits)"
 
 
 async def test_finetune_form_checks_data_and_launches(engine: FakeEngine, make_app, checkpoints: dict[str, Path],
