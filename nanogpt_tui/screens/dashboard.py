@@ -165,7 +165,8 @@ class DashboardScreen(AppScreen[None]):
         self._info = info = event.info
         self.notify_file_problems(f"{info.name}/{problem}" for problem in info.problems)
         style = fmt.STATE_STYLES.get(info.state, "")
-        self._show("#run-title", f"[b]{info.name}[/b] · {info.preset} · [{style}]{info.state}[/]")
+        # the state first: a long run name is cut at the bar, and the state is what the title is read for
+        self._show("#run-title", f"[{style}]{info.state}[/] · [b]{info.name}[/b] · {info.preset}")
         outcome = self.query_one("#outcome", Static)
         outcome.display = info.state in ("finished", "failed", "stopped")
         outcome.set_class(info.state == "failed", "failed")

@@ -168,3 +168,15 @@ async def test_time_budget_run_finishes_at_full_progress(make_app, runs_root: Pa
         assert app.screen.query_one(ProgressBar).percentage == pytest.approx(1.0), "a finished run shows 100 %"
         assert "time budget" in text_of(app, "#outcome")
     assert json.loads((run_dir / "status.json").read_text())["step"] == 212
+
+
+async def test_the_state_shows_even_when_a_long_name_is_cut(make_app, runs_root: Path) -> None:
+    name = "shakespeare-cpu-ft-20261202-044100"
+    write_run(runs_root, name, state="finished", steps=5, total=5)
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_dashboard(app, pilot, name)
+        await wait_for(pilot, lambda: name in text_of(app, "#run-title"), what="the title")
+        title = app.screen.query_one("#run-title", Static)
+        visible = text_of(app, "#run-title")[: title.content_region.width]
+        assert "finished" in visible, f"the state is cut off the title: {visible!r}"
