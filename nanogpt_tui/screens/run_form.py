@@ -13,6 +13,7 @@ from pathlib import Path
 
 from engine.config import SECTIONS, Hyperparameters, align_vocab, apply_overrides
 from engine.errors import ConfigError, EngineError
+from engine.limits import OPTION_LIMITS
 from engine.estimate import (
     Estimate,
     MemoryPerRank,
@@ -163,11 +164,13 @@ def _plan(values: dict[str, str], existing: Collection[str], device_count: int |
         if name in existing:
             errors[NAME] = "a run with this name exists"
     numbers = {}
-    for key, low in ((NPROC, 1), (NNODES, 1), (NODE_RANK, 0)):
+    for key, option, fallback in ((NPROC, "nproc", 1), (NNODES, "nnodes", 1), (NODE_RANK, "node_rank", 0)):
         literal, why = _typed(values.get(key, ""), int)
-        if literal is None or int(literal) < low:
-            errors[key] = why or f"must be at least {low}"
-        numbers[key] = int(literal) if literal is not None else low
+        # the ranges of the command line's --nproc, --nnodes and --node-rank
+        problem = why or (OPTION_LIMITS[option].problem(int(literal)) if literal is not None else None)
+        if problem:
+            errors[key] = problem
+        numbers[key] = int(literal) if literal is not None and not problem else fallback
     if device_count is not None and numbers[NPROC] > device_count:
         errors[NPROC] = f"only {device_count} device(s) here"
     rdzv = values.get(RDZV, "").strip() or None
