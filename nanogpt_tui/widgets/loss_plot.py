@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 from textual.timer import Timer
 from textual_plotext import PlotextPlot
@@ -39,6 +40,11 @@ class LossPlot(PlotextPlot):
         self.smooth = False
         self._throttle: Timer | None = None
         self._stale = False
+
+    @property
+    def curves(self) -> Mapping[str, Curve]:
+        """The curves being plotted, by label (what the plot shows; read-only)."""
+        return MappingProxyType(self._curves)
 
     @property
     def max_points(self) -> int:

@@ -43,10 +43,10 @@ async def test_picks_up_appended_lines(make_app, runs_root: Path) -> None:
         bar = app.screen.query_one(ProgressBar)
         assert bar.percentage == pytest.approx(30 / 180, abs=1e-3), "30 s of the 180 s budget is ahead of 15/100 steps"
         plot = screen.query_one(LossPlot)
-        assert plot._curves["train"].steps[-1] == 15 and plot._curves["val"].steps == (15,)
+        assert plot.curves["train"].steps[-1] == 15 and plot.curves["val"].steps == (15,)
         with open(run_dir / "metrics.jsonl", "a") as handle:
             handle.write('ain", "loss": 2.0, "tokens": 1}\n')
-        await wait_for(pilot, lambda: plot._curves["train"].steps[-1] == 16, what="the completed torn line")
+        await wait_for(pilot, lambda: plot.curves["train"].steps[-1] == 16, what="the completed torn line")
 
 
 async def test_time_budget_caps_the_eta(make_app, runs_root: Path) -> None:
@@ -120,9 +120,9 @@ async def test_reattach_after_the_app_closed(make_app, runs_root: Path) -> None:
         await pilot.press("enter")
         assert isinstance(second.screen, DashboardScreen)
         plot = second.screen.query_one(LossPlot)
-        await wait_for(pilot, lambda: "train" in plot._curves and plot._curves["train"].steps[-1] == 40,
+        await wait_for(pilot, lambda: "train" in plot.curves and plot.curves["train"].steps[-1] == 40,
                        what="the curve up to step 40")
-        assert plot._curves["train"].steps[0] == 1, "the re-attached curve must start at the first step"
+        assert plot.curves["train"].steps[0] == 1, "the re-attached curve must start at the first step"
         assert "running" in text_of(second, "#run-title")
 
 

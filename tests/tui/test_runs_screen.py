@@ -16,9 +16,11 @@ from nanogpt_tui.widgets.loss_plot import LossPlot
 from tests.tui.conftest import FIXED_NOW, dead_pid, train_line, wait_for, write_run
 
 
-def table_rows(app) -> dict[str, list[str]]:
+def table_rows(app) -> dict[str, dict[str, str]]:
+    """Each row of the runs table by run name, its cells by the column header the user sees."""
     table = app.screen.query_one("#runs", DataTable)
-    return {str(key.value): [str(cell) for cell in table.get_row(key)] for key in table.rows}
+    headers = [str(column.label) for column in table.columns.values()]
+    return {str(key.value): dict(zip(headers, map(str, table.get_row(key)), strict=True)) for key in table.rows}
 
 
 async def test_lists_runs_with_their_states(make_app, runs_root: Path) -> None:
@@ -32,22 +34,22 @@ async def test_lists_runs_with_their_states(make_app, runs_root: Path) -> None:
         await wait_for(pilot, lambda: len(table_rows(app)) == 4, what="four rows")
         rows = table_rows(app)
         assert list(rows) == ["alive", "done", "halted", "crashed"], "runs must be listed newest first"
-        states = {name: cells[4] for name, cells in rows.items()}
+        states = {name: cells["State"] for name, cells in rows.items()}
         assert states == {"alive": "running", "done": "finished", "halted": "stopped", "crashed": "failed"}, \
             "a run whose pid is gone must show as failed"
-        assert rows["alive"][5] == "12/50" and rows["done"][7] != "—", "step/total and the val loss belong in the row"
-        assert rows["alive"][11], "each row with train metrics gets a sparkline"
-        assert rows["alive"][10] == "50m00s", "the running duration is measured against the app's clock"
+        assert rows["alive"]["Step"] == "12/50" and rows["done"]["Val"] != "—", "step/total and the val loss belong in the row"
+        assert rows["alive"]["Curve"], "each row with train metrics gets a sparkline"
+        assert rows["alive"]["Duration"] == "50m00s", "the running duration is measured against the app's clock"
 
 
 async def test_new_lines_update_the_row(make_app, runs_root: Path) -> None:
     run_dir = write_run(runs_root, "alive", state="running", steps=2, total=50, pid=os.getpid(), ended_at=None)
     app = make_app()
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: table_rows(app).get("alive", [""] * 6)[5] == "2/50", what="step 2")
+        await wait_for(pilot, lambda: table_rows(app).get("alive", {}).get("Step") == "2/50", what="step 2")
         with open(run_dir / "metrics.jsonl", "a") as handle:
             handle.write(train_line(3) + "\n")
-        await wait_for(pilot, lambda: table_rows(app)["alive"][5] == "3/50", what="step 3 from the appended line")
+        await wait_for(pilot, lambda: table_rows(app)["alive"]["Step"] == "3/50", what="step 3 from the appended line")
 
 
 async def test_empty_list_says_how_to_start(make_app) -> None:
@@ -64,9 +66,9 @@ async def test_stop_sends_sigterm_and_the_run_becomes_stopped(make_app, runs_roo
     process = fake_trainer(run_dir)
     app = make_app()
     async with app.run_test() as pilot:
-        await wait_for(pilot, lambda: table_rows(app).get("live", [""] * 5)[4] == "running", what="running")
+        await wait_for(pilot, lambda: table_rows(app).get("live", {}).get("State") == "running", what="running")
         await pilot.press("s")
-        await wait_for(pilot, lambda: table_rows(app)["live"][4] == "stopped", what="the stopped state")
+        await wait_for(pilot, lambda: table_rows(app)["live"]["State"] == "stopped", what="the stopped state")
         assert process.wait(timeout=10) == 0, "the trainer must have exited through its SIGTERM handler"
         assert (run_dir / "stop_requested").exists(), "stop must leave the request marker for the run"
 
@@ -106,7 +108,7 @@ async def test_resume_relaunches(make_app, engine, runs_root: Path) -> None:
     async with app.run_test() as pilot:
         await wait_for(pilot, lambda: "paused" in table_rows(app), what="the row")
         await pilot.press("r")
-        await wait_for(pilot, lambda: table_rows(app)["paused"][4] == "running", what="running again")
+        await wait_for(pilot, lambda: table_rows(app)["paused"]["State"] == "running", what="running again")
         assert engine.launched == [("paused", True)]
 
 
@@ -132,12 +134,12 @@ async def test_compare_marked_runs(make_app, runs_root: Path) -> None:
         await pilot.press("c")
         assert isinstance(app.screen, RunsScreen), "comparing needs two marked runs"
         await pilot.press("space", "down", "space")
-        assert [cells[0] for cells in table_rows(app).values()] == ["●", "●"]
+        assert [cells[""] for cells in table_rows(app).values()] == ["●", "●"]
         await pilot.press("c")
         assert isinstance(app.screen, CompareScreen)
         plot = app.screen.query_one(LossPlot)
-        await wait_for(pilot, lambda: set(plot._curves) == {"a", "b"}, what="both curves")
-        assert plot._curves["a"].tokens[-1] == 40 * 4096 and len(plot._curves["b"].values) == 4
+        await wait_for(pilot, lambda: set(plot.curves) == {"a", "b"}, what="both curves")
+        assert plot.curves["a"].tokens[-1] == 40 * 4096 and len(plot.curves["b"].values) == 4
 
 
 async def test_a_time_budgeted_run_shows_what_ended_it(make_app, runs_root: Path) -> None:
@@ -148,8 +150,7 @@ async def test_a_time_budgeted_run_shows_what_ended_it(make_app, runs_root: Path
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.screen.query_one("#runs", DataTable)
         await wait_for(pilot, lambda: table.row_count == 1, what="the run listed")
-        cells = [str(cell) for cell in table.get_row_at(0)]
-        assert "212 (time budget)" in cells and "212/1000" not in cells
+        assert table_rows(app)["timed"]["Step"] == "212 (time budget)"
 
 
 async def test_one_odd_folder_does_not_stop_the_listing(make_app, runs_root: Path) -> None:
