@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 # how often a non-streaming request checks whether its client is still there
 DISCONNECT_POLL_S = 0.25
+# a stream sends what was generated in this interval as one event (the first token goes out at once)
+STREAM_INTERVAL_S = 0.02
 # far more than any conversation that fits a context; a larger body is refused before it is all read
 MAX_BODY_BYTES = 4 * 2**20
 # requests allowed to wait for the model at once; more are refused with 429 instead of piling up
@@ -118,6 +120,9 @@ def build_app(served: ServedModel, api_key: str | None = None) -> Starlette:
             if isinstance(event, Delta):
                 # tokens that arrived while the previous chunk was being written go out together
                 yield _sse(piece(event.text + "".join(delta.text for delta in job.take_waiting(Delta))))
+                # let tokens gather: one event per interval, not per token, is far less work for
+                # this loop (which shares the GIL with the generating thread) and for the client
+                await asyncio.sleep(STREAM_INTERVAL_S)
             elif isinstance(event, Done):
                 for chunk in last(event):
                     yield _sse(chunk)

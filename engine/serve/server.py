@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 API_KEY_ENV = "NANOGPT_TUI_API_KEY"
 RECORD_FILE = "server.json"
 LOG_FILE = "server.log"
+# below this many parameters a CPU server decodes with one torch thread (see decode_threads)
+SMALL_MODEL_PARAMS = 50_000_000
 
 
 def require_serve_extra() -> None:
@@ -126,6 +128,18 @@ def default_model_name(checkpoint: Path) -> str:
     return checkpoint.stem if checkpoint.is_file() else checkpoint.name
 
 
+def decode_threads(device_type: str, num_params: int) -> int | None:
+    """One torch thread for a small model on the CPU unless OMP_NUM_THREADS says otherwise; None: leave torch's.
+
+    Decoding one token of a model this small is a series of tiny operations: threads add little
+    and, when the cores are busy (the clients run on the same machine), OpenMP's waiting threads
+    slow each step down several times.
+    """
+    if device_type != "cpu" or "OMP_NUM_THREADS" in os.environ or num_params > SMALL_MODEL_PARAMS:
+        return None
+    return 1
+
+
 def serve_checkpoint(checkpoint: Path, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
                      record_dir: Path | None = None, device: str = "auto", template: str = "",
                      model_name: str | None = None, trust_pickle: bool = False,
@@ -144,6 +158,12 @@ def serve_checkpoint(checkpoint: Path, *, host: str = "127.0.0.1", port: int = 8
         for note in loaded.notes:
             say(f"note: {note}")
         generator = Generator.from_checkpoint(loaded, device=device)
+        threads = decode_threads(generator.device.type, loaded.model.num_params())
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+            say(f"note: {threads} torch thread for a small model on the CPU (set OMP_NUM_THREADS to choose)")
         served = ServedModel(generator, model_name or default_model_name(loaded.path), template=template)
         say(f"model: {loaded.model.num_params() / 1e6:.1f}M parameters ({loaded.source_format}, step {loaded.step}) "
             f"on {generator.device}, context {generator.max_context} tokens, template {served.template}")

@@ -44,18 +44,30 @@ class Job:
         self.work = work
         self.loop = loop
         self.cancel = threading.Event()
-        self._events: deque[Any] = deque()
+        self._events: deque[Any] = deque()  # appended by the worker thread, popped by the loop (deque ops are atomic)
         self._ready = asyncio.Event()
+        self._lock = threading.Lock()
+        self._wake_pending = False  # a wake-up is already on its way to the loop
 
     def post(self, event: Any) -> None:
-        """Hand an event to the asyncio side; called from the worker thread."""
+        """Hand an event to the asyncio side; called from the worker thread.
+
+        The loop is woken once for all events posted until it runs, not once per token: each
+        wake-up costs the loop a pass and takes the GIL from the generating thread.
+        """
+        with self._lock:
+            self._events.append(event)
+            if self._wake_pending:
+                return
+            self._wake_pending = True
         try:
-            self.loop.call_soon_threadsafe(self._push, event)
+            self.loop.call_soon_threadsafe(self._wake)
         except RuntimeError:  # the event loop has closed (server shutting down); nobody is listening
             self.cancel.set()
 
-    def _push(self, event: Any) -> None:
-        self._events.append(event)
+    def _wake(self) -> None:
+        with self._lock:
+            self._wake_pending = False
         self._ready.set()
 
     async def next_event(self) -> Any:
