@@ -92,18 +92,9 @@ class ChatSession:
     def send(self, text: str, cancel: threading.Event | None = None,
              params: SamplingParams | None = None) -> Iterator[TokenChunk | ContextTrimmed | ReplyFinished]:
         """Add a user message and stream the reply: maybe a ContextTrimmed, TokenChunks, then ReplyFinished."""
-        params = params or self.params
-        self.messages.append({"role": "user", "content": text})
-        prompt, trimmed = self._fit(params)
+        prompt, params, trimmed = self.begin_turn(text, params)
         if trimmed is not None:
             yield trimmed
-        stop_ids, stop_strings = stop_conditions(self.template, self.generator.tokenizer)
-        params = SamplingParams(
-            temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
-            max_new_tokens=params.max_new_tokens, seed=params.seed + len(self.messages),
-            stop_strings=(*params.stop_strings, *stop_strings), stop_token_ids=(*params.stop_token_ids, *stop_ids),
-            repetition_penalty=params.repetition_penalty,
-        )
         pieces: list[str] = []
         tokens = 0
         reason = CANCELLED  # if the consumer abandons the stream, what was shown is what is kept
@@ -120,6 +111,25 @@ class ChatSession:
             reply = "".join(pieces).strip() if self.template == "plain" else "".join(pieces)
             self.messages.append({"role": "assistant", "content": reply})
         yield ReplyFinished(reply, reason, tokens)
+
+    def begin_turn(self, text: str, params: SamplingParams | None = None,
+                   ) -> tuple[list[int], SamplingParams, ContextTrimmed | None]:
+        """Add a user message; the prompt and the settings its reply is sampled with (the template's
+        stops added, the seed offset by the turn), and the trim that made it fit, if any.
+
+        `send` generates from these; a server batching several conversations does the same.
+        """
+        params = params or self.params
+        self.messages.append({"role": "user", "content": text})
+        prompt, trimmed = self._fit(params)
+        stop_ids, stop_strings = stop_conditions(self.template, self.generator.tokenizer)
+        params = SamplingParams(
+            temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
+            max_new_tokens=params.max_new_tokens, seed=params.seed + len(self.messages),
+            stop_strings=(*params.stop_strings, *stop_strings), stop_token_ids=(*params.stop_token_ids, *stop_ids),
+            repetition_penalty=params.repetition_penalty,
+        )
+        return prompt, params, trimmed
 
     def _fit(self, params: SamplingParams) -> tuple[list[int], ContextTrimmed | None]:
         """The rendered prompt, after dropping the oldest turns (never a system message) until it fits."""

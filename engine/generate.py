@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import codecs
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from engine.data.utf8 import BOUNDARY, Utf8Constraint
-from engine.errors import CheckpointError, ConfigError, DeviceError
+from engine.errors import CheckpointError, ConfigError, DeviceError, EngineError
 from engine.kv_cache import KVCache
 from engine.sampling_params import SamplingParams
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 # finish reasons of the last chunk of a sample
 STOP_TOKEN, STOP_STRING, LENGTH, CANCELLED = "stop_token", "stop_string", "length", "cancelled"
+FAILED = "failed"  # a row of `generate_rows` whose sampling raised (its Row.error says why)
 # the most tokens fed in one cached forward pass (a long prompt is prefilled in chunks of this);
 # the rolling cache holds the attention span plus this many positions
 PREFILL_CHUNK = 256
@@ -46,6 +47,20 @@ class TokenChunk:
     token_id: int | None  # the sampled token; None when the chunk only ends the sample (length reached, cancel)
     sample: int = 0  # row of the batch this chunk belongs to
     finish_reason: str | None = None  # stop_token | stop_string | length | cancelled
+
+
+@dataclass
+class Row:
+    """One sequence of `Generator.generate_rows`: its own prompt, sampling settings, seed and cancel event."""
+
+    prompt: Sequence[int]
+    params: SamplingParams
+    cancel: threading.Event | None = None
+    error: EngineError | None = field(default=None, init=False)  # set when the row ended with FAILED
+
+
+# picks the next token of every row: (logits (B, V), each row's context (B, T)) -> ids (B,)
+Sampler = Callable[[Tensor, Tensor], Tensor]
 
 
 def auto_device(spec: str = "auto") -> torch.device:
@@ -236,23 +251,63 @@ class Generator:
 
         Every row starts at position 0, exactly as if generated alone: the shared part of the
         prompts' lengths is prefilled at once, then a shorter row starts sampling while the longer
-        ones are still fed their remaining prompt tokens, one per step.
+        ones are still fed their remaining prompt tokens, one per step. The rows share one random
+        generator seeded with params.seed (so equal prompts still get different samples).
         """
         params.validate()
-        rows = [list(prompt) or [self.tokenizer.bos_id] for prompt in prompts]
+        generator = torch.Generator(device=self.device).manual_seed(params.seed)
+
+        def sample(logits: Tensor, context: Tensor) -> Tensor:
+            return sample_next(logits, params, generator, context)
+
+        yield from self._decode([Row(prompt, params, cancel) for prompt in prompts], sample)
+
+    def generate_rows(self, rows: Sequence[Row]) -> Iterator[TokenChunk]:
+        """Stream rows with their own settings in one batch; each row's chunks equal what it gets alone.
+
+        Each row samples with its own random generator seeded with its params.seed, drawing only
+        at the steps where it samples, as `generate` does; its cancel event ends only that row. A
+        row whose sampling fails (its settings turn the scores into NaN) ends with FAILED and
+        `row.error` set, without stopping the others. Equal to alone up to the rounding of a
+        batched forward pass, which can only flip a draw that falls on a probability boundary.
+        """
+        for row in rows:
+            row.params.validate()
+        generators = [torch.Generator(device=self.device).manual_seed(row.params.seed) for row in rows]
+
+        def sample(logits: Tensor, context: Tensor) -> Tensor:
+            chosen = torch.zeros(len(rows), dtype=torch.int64, device=self.device)
+            for index in sampling_rows:
+                try:
+                    chosen[index] = sample_next(logits[index:index + 1], rows[index].params, generators[index],
+                                                context[index:index + 1])[0]
+                except EngineError as err:
+                    rows[index].error = err
+            return chosen
+
+        sampling_rows: list[int] = []  # set by _decode before each call: the rows that sample this step
+        yield from self._decode(rows, sample, sampling_rows)
+
+    def _decode(self, requests: Sequence[Row], pick: Sampler,
+                sampling_rows: list[int] | None = None) -> Iterator[TokenChunk]:
+        """The batch decoding loop of generate_batch and generate_rows; `sampling_rows` is kept up to date."""
+        rows = [list(request.prompt) or [self.tokenizer.bos_id] for request in requests]
         for row in rows:
             bad = next((t for t in row if not 0 <= t < self.vocab_size), None)
             if bad is not None:
                 raise ConfigError(f"prompt token {bad} is outside the model's vocabulary (0..{self.vocab_size - 1})")
-        stop_ids = {*params.stop_token_ids, self.tokenizer.bos_id}  # BOS means the document ended
-        streams = [TextStream(self.tokenizer, params.stop_strings) for _ in rows]
+        # BOS means the document ended
+        stop_ids = [{*request.params.stop_token_ids, self.tokenizer.bos_id} for request in requests]
+        streams = [TextStream(self.tokenizer, request.params.stop_strings) for request in requests]
         active = list(range(len(rows)))
-        if not rows:
+        for sample_index, request in enumerate(requests):
+            cancelled = request.cancel is not None and request.cancel.is_set()
+            if request.params.max_new_tokens == 0 or cancelled:
+                active.remove(sample_index)
+                yield from self._finish_all(streams, [sample_index],
+                                            LENGTH if request.params.max_new_tokens == 0 else CANCELLED)
+        if not active:
             return
-        if params.max_new_tokens == 0 or (cancel is not None and cancel.is_set()):
-            yield from self._finish_all(streams, active, LENGTH if params.max_new_tokens == 0 else CANCELLED)
-            return
-        generator = torch.Generator(device=self.device).manual_seed(params.seed)
         # per row: what the generated bytes so far still need to stay valid UTF-8
         utf8_states = torch.full((len(rows),), BOUNDARY, dtype=torch.int64, device=self.device)
         lengths = [len(row) for row in rows]
@@ -271,7 +326,9 @@ class Generator:
             while True:
                 if self.utf8 is not None:
                     logits = self.utf8.mask(logits, utf8_states)
-                next_ids = sample_next(logits, params, generator, context[:, -self.max_context:])  # (B,)
+                if sampling_rows is not None:
+                    sampling_rows[:] = [row for row in active if position >= lengths[row]]
+                next_ids = pick(logits, context[:, -self.max_context:])  # (B,)
                 if self.utf8 is not None:
                     sampling = torch.tensor([position >= length for length in lengths], device=self.device)
                     utf8_states = torch.where(sampling, self.utf8.advance(utf8_states, next_ids), utf8_states)
@@ -279,24 +336,29 @@ class Generator:
                 for sample in list(active):
                     if position < lengths[sample]:
                         continue  # still reading its prompt
+                    if requests[sample].error is not None:
+                        active.remove(sample)
+                        yield TokenChunk(streams[sample].flush(), None, sample, FAILED)
+                        continue
                     token = chosen[sample]
                     produced[sample] += 1
-                    if token in stop_ids:
+                    if token in stop_ids[sample]:
                         active.remove(sample)
                         yield TokenChunk(streams[sample].flush(), token, sample, STOP_TOKEN)
                         continue
                     text, stopped = streams[sample].push(token)
-                    if stopped or produced[sample] == params.max_new_tokens:
+                    if stopped or produced[sample] == requests[sample].params.max_new_tokens:
                         active.remove(sample)
                         if not stopped:
                             text += streams[sample].flush()
                         yield TokenChunk(text, token, sample, STOP_STRING if stopped else LENGTH)
                     else:
                         yield TokenChunk(text, token, sample)
+                cancelled = [row for row in active if (cancel := requests[row].cancel) is not None and cancel.is_set()]
+                if cancelled:
+                    active = [row for row in active if row not in cancelled]
+                    yield from self._finish_all(streams, cancelled, CANCELLED)
                 if not active:
-                    return
-                if cancel is not None and cancel.is_set():
-                    yield from self._finish_all(streams, active, CANCELLED)
                     return
                 if position < width:
                     reading = torch.tensor([position < length for length in lengths], device=self.device)

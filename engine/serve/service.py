@@ -3,6 +3,7 @@
 A chat request runs through `engine.chat.ChatSession` with the conversation the client sent, so
 the template, the stop conditions, the dropping of old turns and the seed per turn are the same as
 in `nanogpt-tui chat` and the app: the same messages and seed give the same reply everywhere.
+Each request becomes one row (`engine.generate.Row`) of the worker's batches.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from engine.chat import ChatSession, ContextTrimmed, ReplyFinished
-from engine.data.chat_template import default_template, render
-from engine.generate import STOP_TOKEN, Generator, TokenChunk
+from engine.chat import ChatSession
+from engine.data.chat_template import default_template
+from engine.generate import FAILED, STOP_TOKEN, Generator, Row, TokenChunk
 from engine.serve.protocol import ChatRequest, CompletionRequest
-from engine.serve.worker import ModelWorker, Work
+from engine.serve.worker import ModelWorker
 
 
 @dataclass(frozen=True)
@@ -32,62 +33,84 @@ class Done:
     dropped_messages: int = 0  # old turns left out so the conversation fits the context
 
 
+class Reply:
+    """One request's row and the events its chunks become (the worker's `Work`)."""
+
+    def __init__(self, served: ServedModel, echo: str = "") -> None:
+        self.served = served
+        self.echo = echo  # text sent before the first token (a completion's echo)
+        self.prompt_tokens = 0
+        self.dropped = 0
+        self.produced = 0
+
+    def prepare(self, cancel: threading.Event) -> Row:
+        raise NotImplementedError
+
+    def events(self, chunk: TokenChunk) -> Iterator[Any]:
+        """Delta for the chunk's text, and Done after the last chunk."""
+        if self.echo:
+            yield Delta(self.echo)
+            self.echo = ""
+        if chunk.token_id is not None:
+            self.served.tokens_generated += 1
+            if chunk.finish_reason != STOP_TOKEN:
+                self.produced += 1
+        if chunk.text:
+            yield Delta(chunk.text)
+        if chunk.finish_reason not in (None, FAILED):  # the worker reports a failed row's error instead
+            yield Done(chunk.finish_reason, self.prompt_tokens, self.produced, self.dropped)
+
+
+class ChatReply(Reply):
+    def __init__(self, served: ServedModel, request: ChatRequest) -> None:
+        super().__init__(served)
+        self.request = request
+
+    def prepare(self, cancel: threading.Event) -> Row:
+        *history, last = self.request.messages
+        session = ChatSession(self.served.generator, self.request.params, template=self.served.template)
+        session.messages = list(history)
+        prompt, params, trimmed = session.begin_turn(last["content"], self.request.params)
+        self.prompt_tokens = len(prompt)
+        self.dropped = trimmed.total_dropped if trimmed is not None else 0
+        return Row(prompt, params, cancel)
+
+
+class CompletionReply(Reply):
+    def __init__(self, served: ServedModel, request: CompletionRequest) -> None:
+        super().__init__(served, echo=request.prompt if request.echo else "")
+        self.request = request
+
+    def prepare(self, cancel: threading.Event) -> Row:
+        prompt = self.served.generator.encode_prompt(self.request.prompt)
+        self.prompt_tokens = len(prompt)
+        return Row(prompt, self.request.params, cancel)
+
+
 class ServedModel:
-    """One generator behind the worker queue, under one model name."""
+    """One generator behind the worker, under one model name."""
 
     def __init__(self, generator: Generator, name: str, *, template: str = "", description: str = "") -> None:
         self.generator = generator
         self.name = name
         self.template = template or default_template(generator.tokenizer)
         self.description = description
-        self.worker = ModelWorker()
+        self.worker = ModelWorker(generator.generate_rows)
         self.tokens_generated = 0  # across all requests; /health reports it
 
     @property
     def max_context(self) -> int:
         return self.generator.max_context
 
-    def chat_work(self, request: ChatRequest) -> Work:
-        def work(cancel: threading.Event) -> Iterator[Any]:
-            *history, last = request.messages
-            session = ChatSession(self.generator, request.params, template=self.template)
-            session.messages = list(history)
-            dropped = 0
-            for event in session.send(last["content"], cancel, request.params):
-                if isinstance(event, ContextTrimmed):
-                    dropped = event.total_dropped
-                elif isinstance(event, TokenChunk):
-                    self._count(event)
-                    if event.text:
-                        yield Delta(event.text)
-                elif isinstance(event, ReplyFinished):
-                    prompt, _ = render(session.messages[:-1], self.template, self.generator.tokenizer,
-                                       add_generation_prompt=True)
-                    yield Done(event.finish_reason, len(prompt), event.tokens, dropped)
-        return work
+    def chat_work(self, request: ChatRequest) -> ChatReply:
+        return ChatReply(self, request)
 
-    def completion_work(self, request: CompletionRequest) -> Work:
-        def work(cancel: threading.Event) -> Iterator[Any]:
-            prompt = self.generator.encode_prompt(request.prompt)
-            if request.echo:
-                yield Delta(request.prompt)
-            produced, reason = 0, None
-            for chunk in self.generator.generate(prompt, request.params, cancel):
-                self._count(chunk)
-                if chunk.token_id is not None and chunk.finish_reason != STOP_TOKEN:
-                    produced += 1
-                if chunk.text:
-                    yield Delta(chunk.text)
-                reason = chunk.finish_reason or reason
-            yield Done(reason, len(prompt), produced)
-        return work
-
-    def _count(self, chunk: TokenChunk) -> None:
-        if chunk.token_id is not None:
-            self.tokens_generated += 1
+    def completion_work(self, request: CompletionRequest) -> CompletionReply:
+        return CompletionReply(self, request)
 
     def health(self) -> dict[str, Any]:
         stats = self.worker.stats
         return {"status": "ok", "model": self.name, "queued": stats.queued, "busy": stats.busy,
                 "completed": stats.completed, "cancelled": stats.cancelled, "failed": stats.failed,
+                "batches": stats.batches, "largest_batch": stats.largest_batch,
                 "tokens_generated": self.tokens_generated, "context": self.max_context}

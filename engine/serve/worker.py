@@ -1,8 +1,11 @@
-"""One model, one generation at a time: requests wait in a FIFO queue and run on one thread.
+"""One model on one thread: waiting requests are decoded together as one batch, in FIFO order.
 
-The Generator holds one KV cache and a new generation supersedes a running one, so requests must
-not overlap; run one after the other, each streams exactly what it would stream alone (the
-benchmark measures what this costs against in-process generation). Events reach the asyncio side
+The Generator holds one KV cache and a new generation supersedes a running one, so generations
+must not overlap. Instead of running requests one after the other, the worker takes every request
+waiting when a batch starts (up to MAX_BATCH, with prompts of similar length) and decodes them as
+the rows of one `Generator.generate_rows` call: each row has its own sampling settings, seed and
+cancel event, so each streams what it would stream alone (benchmarks/serve.py measures the gain).
+Requests that arrive while a batch runs wait for the next one. Events reach the asyncio side
 through `loop.call_soon_threadsafe`; a cancelled job (client gone) stops before its next token.
 """
 
@@ -13,14 +16,27 @@ import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from engine.generate import FAILED, Row, TokenChunk
 
 log = logging.getLogger(__name__)
 
-# a job's work: called on the worker thread with the job's cancel event, yields events to stream back
-Work = Callable[[threading.Event], Iterator[Any]]
+# the most requests decoded in one batch
+MAX_BATCH = 8
+# a prompt this many tokens longer than the batch's shortest is fed one token per step while the
+# others sample; beyond it, the request waits for a batch of its own length instead
+MAX_PROMPT_SPREAD = 64
+
+
+class Work(Protocol):
+    """A request as the worker runs it: a row of a batch, and the events its chunks become."""
+
+    def prepare(self, cancel: threading.Event) -> Row: ...
+
+    def events(self, chunk: TokenChunk) -> Iterator[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -91,13 +107,17 @@ class WorkerStats:
     completed: int = 0
     cancelled: int = 0
     failed: int = 0
+    batches: int = 0
+    largest_batch: int = 0
 
 
 class ModelWorker:
-    """Runs submitted jobs one at a time, in order, on a daemon thread."""
+    """Runs submitted jobs in batches, in order, on a daemon thread; `decode` is Generator.generate_rows."""
 
-    def __init__(self) -> None:
+    def __init__(self, decode: Callable[[Sequence[Row]], Iterator[TokenChunk]]) -> None:
+        self.decode = decode
         self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._ready: deque[tuple[Job, Row]] = deque()  # prepared, waiting for a batch their prompts suit
         self.stats = WorkerStats()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="model-worker", daemon=True)
@@ -116,30 +136,94 @@ class ModelWorker:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
+        closing = False
+        while not closing or self._ready:
+            if not self._ready:
+                job = self._jobs.get()
+                if job is None:
+                    return
+                self._prepare(job)
+            while True:  # everything else already waiting joins the choice of this batch
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    closing = True
+                    break
+                self._prepare(job)
+            batch = self._take_batch()
+            if not batch:
+                continue
             with self._lock:
-                self.stats.queued -= 1
                 self.stats.busy = True
+                self.stats.batches += 1
+                self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
             try:
-                self._run_job(job)
+                self._run_batch(batch)
             finally:
                 with self._lock:
                     self.stats.busy = False
-                job.post(END)
 
-    def _run_job(self, job: Job) -> None:
+    def _prepare(self, job: Job) -> None:
+        """Make the job's row (its prompt); a job that is cancelled or cannot be prepared ends here."""
+        with self._lock:
+            self.stats.queued -= 1
         if job.cancel.is_set():  # the client left while waiting in the queue
             self.stats.cancelled += 1
+            job.post(END)
             return
         try:
-            for event in job.work(job.cancel):
-                job.post(event)
+            row = job.work.prepare(job.cancel)
         except Exception as err:  # noqa: BLE001 - any failure of one request must reach its client, not kill the worker
-            log.exception("a request failed")
-            self.stats.failed += 1
-            job.post(JobFailed(err))
+            self._fail(job, err)
             return
-        if job.cancel.is_set():
-            self.stats.cancelled += 1
-        else:
-            self.stats.completed += 1
+        self._ready.append((job, row))
+
+    def _take_batch(self) -> list[tuple[Job, Row]]:
+        """The oldest ready job and the next ones (FIFO) whose prompts are within MAX_PROMPT_SPREAD of it."""
+        batch: list[tuple[Job, Row]] = []
+        waiting: deque[tuple[Job, Row]] = deque()
+        while self._ready:
+            job, row = self._ready.popleft()
+            if job.cancel.is_set():
+                self.stats.cancelled += 1
+                job.post(END)
+                continue
+            shortest = min((len(r.prompt) for _, r in batch), default=len(row.prompt))
+            longest = max((len(r.prompt) for _, r in batch), default=len(row.prompt))
+            fits = max(longest, len(row.prompt)) - min(shortest, len(row.prompt)) <= MAX_PROMPT_SPREAD
+            (batch if fits and len(batch) < MAX_BATCH else waiting).append((job, row))
+        self._ready = waiting
+        return batch
+
+    def _run_batch(self, batch: list[tuple[Job, Row]]) -> None:
+        open_jobs = dict(enumerate(batch))  # row index -> (job, row) still streaming
+        try:
+            for chunk in self.decode([row for _, row in batch]):
+                job, row = batch[chunk.sample]
+                for event in job.work.events(chunk):
+                    job.post(event)
+                if chunk.finish_reason is None:
+                    continue
+                del open_jobs[chunk.sample]
+                if chunk.finish_reason == FAILED and row.error is not None:
+                    self._fail(job, row.error)
+                    continue
+                if job.cancel.is_set():
+                    self.stats.cancelled += 1
+                else:
+                    self.stats.completed += 1
+                job.post(END)
+        except Exception as err:  # noqa: BLE001 - the batch's failure reaches each of its clients
+            for job, _ in open_jobs.values():
+                self._fail(job, err)
+            return
+        for job, _ in open_jobs.values():  # never expected: every row ends with a finish_reason
+            self._fail(job, RuntimeError("the generation ended without finishing this request"))
+
+    def _fail(self, job: Job, err: BaseException) -> None:
+        log.error("a request failed: %s: %s", type(err).__name__, err, exc_info=err)
+        self.stats.failed += 1
+        job.post(JobFailed(err))
+        job.post(END)

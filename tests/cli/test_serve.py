@@ -80,9 +80,9 @@ def ask(client, content: str, seed: int, max_tokens: int = 24, **kwargs) -> str:
     return reply.choices[0].message.content
 
 
-def stream_text(client, content: str, seed: int, max_tokens: int = 24) -> str:
+def stream_text(client, content: str, seed: int, max_tokens: int = 24, **kwargs) -> str:
     chunks = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": content}],
-                                            max_tokens=max_tokens, seed=seed, stream=True)
+                                            max_tokens=max_tokens, seed=seed, stream=True, **kwargs)
     return "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
 
 
@@ -134,6 +134,26 @@ def test_two_concurrent_streams_get_what_each_gets_alone(server: Server) -> None
     for thread in threads:
         thread.join(timeout=60)
     assert [together[0], together[1]] == alone, "concurrent requests interleaved or changed each other's replies"
+
+
+@pytest.mark.slow
+def test_concurrent_streams_with_their_own_seeds_and_settings_get_what_each_gets_alone(server: Server) -> None:
+    asks = [("ROMEO:", {"seed": 3, "temperature": 1.2}), ("ROMEO:", {"seed": 4, "top_p": 0.5}),
+            ("JULIET: O Romeo, Romeo", {"seed": 5, "temperature": 0.0}),
+            ("a", {"seed": 6, "extra_body": {"top_k": 5, "repetition_penalty": 1.5}})]
+    alone = [stream_text(server.client(), prompt, max_tokens=60, **settings) for prompt, settings in asks]
+    batches_before = server.health()["batches"]
+    together: dict[int, str] = {}
+    threads = [threading.Thread(target=lambda i=i: together.__setitem__(i, stream_text(
+        server.client(), asks[i][0], max_tokens=60, **asks[i][1]))) for i in range(len(asks))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [together[i] for i in range(len(asks))] == alone, "requests decoded together changed each other's replies"
+    health = server.health()
+    assert health["largest_batch"] >= 2, "requests that waited together should have been decoded as one batch"
+    assert health["batches"] - batches_before < len(asks)
 
 
 @pytest.mark.slow
