@@ -111,11 +111,13 @@ def filter_logits(logits: Tensor, params: SamplingParams, context: Tensor | None
 def sample_next(logits: Tensor, params: SamplingParams, generator: torch.Generator,
                 context: Tensor | None = None) -> Tensor:
     """Next token ids (B,) from logits (B, V); greedy at temperature 0, else seeded multinomial."""
-    if not _samplable(logits):
+    filtered = filter_logits(logits, params, context)
+    # both checks in one device-to-host copy: a GPU is synchronised once per token, not three times
+    raw_bad, filtered_bad = torch.stack([_unsamplable(logits), _unsamplable(filtered)]).tolist()
+    if raw_bad:
         raise CheckpointError("the model's scores for the next token are not finite numbers (NaN or infinity)",
                               hint="its weights are probably NaN; use an earlier checkpoint, or evaluate it first")
-    filtered = filter_logits(logits, params, context)
-    if not _samplable(filtered):
+    if filtered_bad:
         raise ConfigError("the sampling settings turn the model's scores into NaN or infinity",
                           hint="use a gentler temperature or repetition penalty (1 = none)")
     if params.temperature == 0:
@@ -124,10 +126,9 @@ def sample_next(logits: Tensor, params: SamplingParams, generator: torch.Generat
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
-def _samplable(scores: Tensor) -> bool:
+def _unsamplable(scores: Tensor) -> Tensor:
     """-inf marks a masked token; NaN, +inf or a row with nothing left (NaN weights, an overflow) cannot be sampled."""
-    bad = torch.isnan(scores).any() | torch.isposinf(scores).any() | (~torch.isfinite(scores).any(dim=-1)).any()
-    return not bool(bad)
+    return torch.isnan(scores).any() | torch.isposinf(scores).any() | (~torch.isfinite(scores).any(dim=-1)).any()
 
 
 class TextStream:
