@@ -1,11 +1,6 @@
 """A newcomer's walk through the app, keyboard only, with real processes: pretrain the default preset
-(shrunk through the form's own fields so it takes seconds) -> dashboard -> Checkpoints -> fine-tune with
-the form's defaults on the bundled conversations -> Chat with the result.
-
-With a parent pretrained for seconds, the fine-tune lowers the assistant-token val loss by about a
-fifth, not by half, and a reply may run to max tokens: the test asserts what this budget reaches
-(a clear drop, a reply from the fine-tuned model); the full-size walk is described in the README.
-"""
+(its budget shrunk through the form's own fields so it takes seconds) -> dashboard -> Checkpoints ->
+fine-tune with the form's defaults on the bundled conversations -> Chat with the result."""
 
 from __future__ import annotations
 
@@ -27,10 +22,8 @@ from nanogpt_tui.screens.new_run import NewRunScreen, input_id
 from nanogpt_tui.widgets.message import ChatNotice, PromptArea
 from tests.tui.conftest import wait_for
 
-# the default preset, made small enough to pretrain in seconds on two CPU cores
-TINY = {"name": "first", "model.num_layers": "2", "model.num_heads": "1", "model.head_dim": "32",
-        "model.model_dim": "64", "model.window_pattern": "LS", "model.num_value_embeds": "1",
-        "train.num_iterations": "30", "train.time_budget_s": "20", "train.batch_size": "16",
+# the default preset's model with a budget of seconds: 30 steps (or 20 s) of 16 rows, one validation at the end
+TINY = {"name": "first", "train.num_iterations": "30", "train.time_budget_s": "20", "train.batch_size": "16",
         "train.micro_batch_size": "16", "run.val_every": "0", "run.checkpoint_every": "0", "run.sample_every": "0"}
 
 
@@ -96,10 +89,11 @@ async def test_pretrain_finetune_chat_by_keyboard() -> None:
             raise AssertionError(f"{err}; the chat says {notices}") from err
         assert chat._model.entry_path.parent.parent == finetuned.path, "the chat opened another checkpoint"
         assert chat.query_one(PromptArea).has_focus
+        await pilot.press("f5")  # the "precise" sampling preset
         await pilot.press(*"Good morrow!", "enter")
         await wait_for(pilot, lambda: bool(replies), timeout=60, what="the reply")
 
     losses = val_losses(finetuned.path)
-    assert len(losses) >= 2 and losses[-1] <= 0.9 * losses[0], f"assistant-token val loss went {losses}"
+    assert len(losses) >= 2 and losses[-1] <= losses[0] / 2, f"assistant-token val loss went {losses}"
     reply = replies[0]
-    assert reply.finish_reason in ("stop_token", "length") and reply.tokens >= 1, f"no reply from the model: {reply}"
+    assert reply.finish_reason == "stop_token" and reply.tokens >= 1, f"the reply did not end on its own: {reply}"
