@@ -133,6 +133,12 @@ def client_run(url: str, clients: int, tokens: int, requests: int) -> tuple[floa
     return produced[0] / (time.perf_counter() - start), 1000 * statistics.mean(firsts)
 
 
+def health(url: str) -> dict:
+    import httpx
+
+    return httpx.get(url.removesuffix("/v1") + "/health", timeout=30).json()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="48 tokens, one request per client, one round")
@@ -144,7 +150,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by the server process
     tokens, requests, rounds = (48, 1, 1) if args.quick else (192, 2, 3)
-    figures: dict[str, list[float]] = {key: [] for key in ("local", "local_first", "batch", "1", "first", "2", "4")}
+    figures: dict[str, list[float]] = {key: [] for key in ("local", "local_first", "batch", "1", "first", "2", "4",
+                                                          "rows_1", "rows_2", "rows_4")}
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = write_checkpoint(Path(tmp))
         manager = ServerManager(Path(tmp) / "servers")
@@ -159,13 +166,18 @@ def main() -> None:
                 figures["local_first"].append(first)
                 figures["batch"].append(local.batch(tokens))
                 for clients in (1, 2, 4):
+                    before = health(server.url)
                     rate, first = client_run(server.url, clients, tokens, requests)
                     figures[str(clients)].append(rate)
+                    after = health(server.url)
+                    figures[f"rows_{clients}"].append((after["completed"] - before["completed"])
+                                                      / max(1, after["batches"] - before["batches"]))
                     if clients == 1:
                         figures["first"].append(first)
                 print(f"round {round_index + 1}: in-process {figures['local'][-1]:.0f} tokens/s, batch of 4 "
                       f"{figures['batch'][-1]:.0f}; server with 1/2/4 clients {figures['1'][-1]:.0f} / "
-                      f"{figures['2'][-1]:.0f} / {figures['4'][-1]:.0f} tokens/s in total")
+                      f"{figures['2'][-1]:.0f} / {figures['4'][-1]:.0f} tokens/s in total, "
+                      f"{figures['rows_2'][-1]:.1f} / {figures['rows_4'][-1]:.1f} requests per batch with 2/4")
         finally:
             manager.stop(server.name)
     median = {key: statistics.median(values) for key, values in figures.items()}
@@ -174,7 +186,7 @@ def main() -> None:
     print(f"tokens_per_s_1={median['1']:.0f} tokens_per_s_2={median['2']:.0f} tokens_per_s_4={median['4']:.0f} "
           f"in_process_tokens_per_s={local_rate:.0f} first_token_ms={median['first']:.1f} "
           f"ratio_1={median['1'] / local_rate:.2f} ratio_4={median['4'] / local_rate:.2f} "
-          f"in_process_batch4_tokens_per_s={median['batch']:.0f}")
+          f"in_process_batch4_tokens_per_s={median['batch']:.0f} requests_per_batch_4={median['rows_4']:.1f}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ MAX_BATCH = 8
 # a prompt this many tokens longer than the batch's shortest is fed one token per step while the
 # others sample; beyond it, the request waits for a batch of its own length instead
 MAX_PROMPT_SPREAD = 64
+# while requests have been overlapping (in the last CONCURRENT_S), a batch waits up to GATHER_S
+# for more before it starts: clients that start together then share one batch instead of the
+# first running alone while the others wait for it. A lone client never waits.
+GATHER_S, CONCURRENT_S = 0.01, 2.0
 
 
 class Work(Protocol):
@@ -120,6 +125,7 @@ class ModelWorker:
         self._ready: deque[tuple[Job, Row]] = deque()  # prepared, waiting for a batch their prompts suit
         self.stats = WorkerStats()
         self._lock = threading.Lock()
+        self._overlapping_until = 0.0  # time.monotonic() until which requests count as overlapping
         self._thread = threading.Thread(target=self._run, name="model-worker", daemon=True)
         self._thread.start()
 
@@ -143,9 +149,10 @@ class ModelWorker:
                 if job is None:
                     return
                 self._prepare(job)
-            while True:  # everything else already waiting joins the choice of this batch
+            gather_until = time.monotonic() + GATHER_S if time.monotonic() < self._overlapping_until else 0.0
+            while True:  # everything else already waiting (or arriving while gathering) joins the choice of this batch
                 try:
-                    job = self._jobs.get_nowait()
+                    job = self._jobs.get(timeout=max(0.0, gather_until - time.monotonic()))
                 except queue.Empty:
                     break
                 if job is None:
@@ -164,6 +171,8 @@ class ModelWorker:
             finally:
                 with self._lock:
                     self.stats.busy = False
+                if len(batch) > 1 or self._ready or not self._jobs.empty():
+                    self._overlapping_until = time.monotonic() + CONCURRENT_S
 
     def _prepare(self, job: Job) -> None:
         """Make the job's row (its prompt); a job that is cancelled or cannot be prepared ends here."""

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
+import pytest
 import torch
+
+from engine.serve import worker as worker_module
 
 from engine.data.tokenizer import train_bpe
 from engine.generate import Generator, Row, SamplingParams
@@ -39,11 +43,15 @@ async def reply(job) -> tuple[str, Done]:  # noqa: ANN001 - a worker Job
     return "".join(pieces), done
 
 
-def test_waiting_requests_run_as_one_batch_with_their_own_settings() -> None:
+def tiny_served() -> ServedModel:
     torch.set_num_threads(1)
     tokenizer = train_bpe([TEXT], 300)
-    generator = Generator(tiny_model(tokenizer.vocab_size), tokenizer, max_context=64)
-    served = ServedModel(generator, "tiny")
+    return ServedModel(Generator(tiny_model(tokenizer.vocab_size), tokenizer, max_context=64), "tiny")
+
+
+def test_waiting_requests_run_as_one_batch_with_their_own_settings() -> None:
+    served = tiny_served()
+    generator = served.generator
     requests = [CompletionRequest("tiny", prompt, SamplingParams(temperature=temperature, seed=seed, max_new_tokens=n,
                                                                  top_k=top_k), False, False, echo)
                 for prompt, temperature, seed, n, top_k, echo in [("hello", 0.8, 1, 30, 50, False),
@@ -68,3 +76,22 @@ def test_waiting_requests_run_as_one_batch_with_their_own_settings() -> None:
         alone = (request.prompt if request.echo else "") + "".join(chunk.text for chunk in chunks)
         assert text == alone, f"{request.prompt!r} in a batch differs from its reply alone"
         assert done.prompt_tokens == len(prompt) and done.reason == chunks[-1].finish_reason
+
+
+def test_while_requests_overlap_a_batch_waits_briefly_for_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker_module, "GATHER_S", 1.0)  # long, so a loaded host cannot make this flaky
+    served = tiny_served()
+    served.worker._overlapping_until = time.monotonic() + 60  # as after a batch of several requests
+    request = CompletionRequest("tiny", "hello", SamplingParams(seed=1, max_new_tokens=8), False, False, False)
+
+    async def run() -> None:
+        first = served.worker.submit(served.completion_work(request))
+        await asyncio.sleep(0.05)  # the worker has taken the first; the second arrives while it gathers
+        second = served.worker.submit(served.completion_work(request))
+        await asyncio.gather(reply(first), reply(second))
+
+    try:
+        asyncio.run(run())
+    finally:
+        served.worker.close()
+    assert served.worker.stats.batches == 1 and served.worker.stats.largest_batch == 2
