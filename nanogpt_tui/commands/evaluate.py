@@ -30,6 +30,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from engine.text_input import check_text
 
     params = sampling_params(args)
+    prompts = [check_text(prompt, "--prompt") for prompt in args.prompt or []]  # refused before a model loads
     generator, loaded = load_generator(args)
     hp = loaded.hyperparameters
     rows: list[tuple[str, str]] = [("checkpoint", str(loaded.path)), ("step", str(loaded.step))]
@@ -47,8 +48,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
-    prompts = [check_text(prompt, "--prompt") for prompt in args.prompt or []] or [
-        str(((hp or {}).get("run") or {}).get("sample_prompt", ""))]
+    prompts = prompts or [str(((hp or {}).get("run") or {}).get("sample_prompt", ""))]
     if args.samples and params.max_new_tokens:
         for sample in generate_samples(generator, prompts * args.samples, params):
             print(f"\n--- sample ({sample.finish_reason}) ---\n{sample.prompt}{sample.text}")
