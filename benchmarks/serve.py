@@ -7,8 +7,10 @@ checkpoint. The server is a real detached process (the app's ServerManager, the 
 `/v1/completions`; tokens are the server's own usage counts. The in-process figures come from the
 same checkpoint in this process while the server idles; the settings take turns, round after
 round, and medians are reported (the host may be shared). Both use
-`--threads` torch threads (default 1). The server answers one request at a time, so with several clients the total should stay near the 1-client
-rate; `in_process_batch4` shows what a batch of 4 in one forward pass would give. Last line:
+`--threads` torch threads (default 1). The server decodes requests that wait together as one
+batch; `requests_per_batch_4` says how many shared a batch on average with 4 clients,
+`queue_tokens_per_s_4` is a second server with `--max-batch 1` (one request at a time) and
+`in_process_batch4` what a batch of 4 in one forward pass gives in-process. Last line:
 `tokens_per_s_1=… tokens_per_s_2=… tokens_per_s_4=… in_process_tokens_per_s=… first_token_ms=… …`.
 
     python benchmarks/serve.py            # 192 tokens per request, 2 requests per client, 3 rounds
@@ -100,19 +102,22 @@ class InProcess:
         return produced / (time.perf_counter() - start)
 
 
-def client_run(url: str, clients: int, tokens: int, requests: int) -> tuple[float, float]:
+def client_run(url: str, clients: int, tokens: int, requests: int, model: str = "bench") -> tuple[float, float]:
     """(total tokens/s over all clients, mean first-token ms) with `clients` streaming at once."""
     from openai import OpenAI
 
     produced, firsts, lock = [0], [], threading.Lock()
 
+    # made before the clock starts (as the in-process Generator is): serving is timed, not client set-up
+    clients_made = [OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600) for _ in range(clients)]
+
     def one_client(client_index: int) -> None:
-        client = OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600)
+        client = clients_made[client_index]
         for request in range(requests):
             begun = time.perf_counter()
             first = None
             stream = client.completions.create(
-                model="bench", prompt=PROMPTS[(client_index + request) % 4], max_tokens=tokens, stream=True,
+                model=model, prompt=PROMPTS[(client_index + request) % 4], max_tokens=tokens, stream=True,
                 temperature=TEMPERATURE, seed=client_index * 100 + request, stream_options={"include_usage": True},
                 extra_body={"top_k": TOP_K})
             for chunk in stream:
@@ -151,14 +156,17 @@ def main() -> None:
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by the server process
     tokens, requests, rounds = (48, 1, 1) if args.quick else (192, 2, 3)
     figures: dict[str, list[float]] = {key: [] for key in ("local", "local_first", "batch", "1", "first", "2", "4",
-                                                          "rows_1", "rows_2", "rows_4")}
+                                                          "rows_1", "rows_2", "rows_4", "queue_4")}
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = write_checkpoint(Path(tmp))
         manager = ServerManager(Path(tmp) / "servers")
         server = manager.wait_ready(manager.start(checkpoint, device="cpu", model_name="bench").name)
+        # the same server answering one request at a time (--max-batch 1): queueing against batching
+        queue = manager.wait_ready(manager.start(checkpoint, device="cpu", model_name="queue", max_batch=1).name)
         try:
             local = InProcess(checkpoint)
-            client_run(server.url, 1, 8, 1)  # warm up the server's first forward passes
+            client_run(server.url, 1, 8, 1)  # warm up the servers' first forward passes
+            client_run(queue.url, 1, 8, 1, "queue")
             # the host is shared: every round measures each setting once, and medians are reported
             for round_index in range(rounds):
                 rate, first = local.run(tokens, 4 * requests)
@@ -174,19 +182,23 @@ def main() -> None:
                                                       / max(1, after["batches"] - before["batches"]))
                     if clients == 1:
                         figures["first"].append(first)
+                figures["queue_4"].append(client_run(queue.url, 4, tokens, requests, "queue")[0])
                 print(f"round {round_index + 1}: in-process {figures['local'][-1]:.0f} tokens/s, batch of 4 "
                       f"{figures['batch'][-1]:.0f}; server with 1/2/4 clients {figures['1'][-1]:.0f} / "
                       f"{figures['2'][-1]:.0f} / {figures['4'][-1]:.0f} tokens/s in total, "
-                      f"{figures['rows_2'][-1]:.1f} / {figures['rows_4'][-1]:.1f} requests per batch with 2/4")
+                      f"{figures['rows_2'][-1]:.1f} / {figures['rows_4'][-1]:.1f} requests per batch with 2/4; "
+                      f"4 clients one request at a time {figures['queue_4'][-1]:.0f}")
         finally:
             manager.stop(server.name)
+            manager.stop(queue.name)
     median = {key: statistics.median(values) for key, values in figures.items()}
     local_rate = median["local"]
     print(f"first token: {median['first']:.1f} ms through the server, {median['local_first']:.1f} ms in-process")
     print(f"tokens_per_s_1={median['1']:.0f} tokens_per_s_2={median['2']:.0f} tokens_per_s_4={median['4']:.0f} "
           f"in_process_tokens_per_s={local_rate:.0f} first_token_ms={median['first']:.1f} "
           f"ratio_1={median['1'] / local_rate:.2f} ratio_4={median['4'] / local_rate:.2f} "
-          f"in_process_batch4_tokens_per_s={median['batch']:.0f} requests_per_batch_4={median['rows_4']:.1f}")
+          f"in_process_batch4_tokens_per_s={median['batch']:.0f} requests_per_batch_4={median['rows_4']:.1f} "
+          f"queue_tokens_per_s_4={median['queue_4']:.0f}")
 
 
 if __name__ == "__main__":

@@ -149,6 +149,7 @@ OPTION_LIMITS: dict[str, Limit] = {
     "shard_tokens": positive(),
     "workers": positive(),
     "port": Limit(0, 65535, integer=True, hint="0 picks a free port"),
+    "max_batch": Limit(1, 64, integer=True, hint="1 answers requests one at a time"),
 }
 
 

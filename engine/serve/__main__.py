@@ -20,12 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record-dir", required=True)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--model-name")
+    parser.add_argument("--max-batch", type=int, default=8)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     record = Path(args.record_dir)
     try:
         serve_checkpoint(Path(args.checkpoint), host=args.host, port=args.port, record_dir=record, device=args.device,
-                         model_name=args.model_name, say=lambda line: print(line, flush=True))
+                         model_name=args.model_name, max_batch=args.max_batch, say=lambda line: print(line, flush=True))
     except EngineError as err:
         print(f"error: {err.message}" + (f"\nhint: {err.hint}" if err.hint else ""), file=sys.stderr, flush=True)
         write_record(record, state="failed", message=err.message, ended_at=time.time())

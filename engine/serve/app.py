@@ -8,6 +8,7 @@ sets the job's cancel event, which the generator checks before every token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -121,8 +122,10 @@ def build_app(served: ServedModel, api_key: str | None = None) -> Starlette:
                 # tokens that arrived while the previous chunk was being written go out together
                 yield _sse(piece(event.text + "".join(delta.text for delta in job.take_waiting(Delta))))
                 # let tokens gather: one event per interval, not per token, is far less work for
-                # this loop (which shares the GIL with the generating thread) and for the client
-                await asyncio.sleep(STREAM_INTERVAL_S)
+                # this loop (which shares the GIL with the generating thread) and for the client;
+                # the end of the reply goes out at once
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(job.ended.wait(), STREAM_INTERVAL_S)
             elif isinstance(event, Done):
                 for chunk in last(event):
                     yield _sse(chunk)

@@ -68,7 +68,7 @@ class ServerManager:
         return [info for _, info in sorted(found, key=lambda pair: pair[0])]
 
     def start(self, checkpoint: Path, *, host: str = "127.0.0.1", port: int = 0, device: str = "auto",
-              model_name: str | None = None) -> ServerInfo:
+              model_name: str | None = None, max_batch: int = 8) -> ServerInfo:
         """Spawn a server for `checkpoint` (port 0: any free one); returns at once, state "starting"."""
         self.prune()
         name = model_name or default_model_name(checkpoint)
@@ -79,7 +79,8 @@ class ServerManager:
             folder = self.root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{suffix}"
         folder.mkdir(parents=True)
         command = [sys.executable, "-m", "engine.serve", "--checkpoint", str(checkpoint), "--host", host,
-                   "--port", str(port), "--record-dir", str(folder), "--device", device, "--model-name", name]
+                   "--port", str(port), "--record-dir", str(folder), "--device", device, "--model-name", name,
+                   "--max-batch", str(max_batch)]
         write_record(folder, name=folder.name, state="starting", model=name, checkpoint=str(checkpoint),
                      command=command, launched_at=time.time())
         started = spawn_detached(command, cwd=folder, log_path=folder / LOG_FILE, env=child_env(),

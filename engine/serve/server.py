@@ -142,7 +142,7 @@ def decode_threads(device_type: str, num_params: int) -> int | None:
 
 def serve_checkpoint(checkpoint: Path, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
                      record_dir: Path | None = None, device: str = "auto", template: str = "",
-                     model_name: str | None = None, trust_pickle: bool = False,
+                     model_name: str | None = None, trust_pickle: bool = False, max_batch: int = 8,
                      say: Callable[[str], None] = lambda line: None) -> None:
     """Load the checkpoint and serve it until SIGINT/SIGTERM: what `nanogpt-tui serve` and the app's server run.
 
@@ -164,7 +164,8 @@ def serve_checkpoint(checkpoint: Path, *, host: str = "127.0.0.1", port: int = 8
 
             torch.set_num_threads(threads)
             say(f"note: {threads} torch thread for a small model on the CPU (set OMP_NUM_THREADS to choose)")
-        served = ServedModel(generator, model_name or default_model_name(loaded.path), template=template)
+        served = ServedModel(generator, model_name or default_model_name(loaded.path), template=template,
+                             max_batch=max_batch)
         say(f"model: {loaded.model.num_params() / 1e6:.1f}M parameters ({loaded.source_format}, step {loaded.step}) "
             f"on {generator.device}, context {generator.max_context} tokens, template {served.template}")
         say(f"serving {served.name} at {url_of(sock)} (OpenAI-compatible); Ctrl-C stops")

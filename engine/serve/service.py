@@ -90,12 +90,13 @@ class CompletionReply(Reply):
 class ServedModel:
     """One generator behind the worker, under one model name."""
 
-    def __init__(self, generator: Generator, name: str, *, template: str = "", description: str = "") -> None:
+    def __init__(self, generator: Generator, name: str, *, template: str = "", description: str = "",
+                 max_batch: int = 8) -> None:
         self.generator = generator
         self.name = name
         self.template = template or default_template(generator.tokenizer)
         self.description = description
-        self.worker = ModelWorker(generator.generate_rows)
+        self.worker = ModelWorker(generator.generate_rows, max_batch)
         self.tokens_generated = 0  # across all requests; /health reports it
 
     @property

@@ -2,11 +2,12 @@
 
 The Generator holds one KV cache and a new generation supersedes a running one, so generations
 must not overlap. Instead of running requests one after the other, the worker takes every request
-waiting when a batch starts (up to MAX_BATCH, with prompts of similar length) and decodes them as
+waiting when a batch starts (up to max_batch, 8 by default, with prompts of similar length) and decodes them as
 the rows of one `Generator.generate_rows` call: each row has its own sampling settings, seed and
 cancel event, so each streams what it would stream alone (benchmarks/serve.py measures the gain).
 Requests that arrive while a batch runs wait for the next one. Events reach the asyncio side
 through `loop.call_soon_threadsafe`; a cancelled job (client gone) stops before its next token.
+With max_batch 1 (`serve --max-batch 1`) requests are answered one at a time in arrival order.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from engine.generate import FAILED, Row, TokenChunk
 
 log = logging.getLogger(__name__)
 
-# the most requests decoded in one batch
+# the most requests decoded in one batch, by default
 MAX_BATCH = 8
 # a prompt this many tokens longer than the batch's shortest is fed one token per step while the
 # others sample; beyond it, the request waits for a batch of its own length instead
@@ -33,7 +34,7 @@ MAX_PROMPT_SPREAD = 64
 # while requests have been overlapping (in the last CONCURRENT_S), a batch waits up to GATHER_S
 # for more before it starts: clients that start together then share one batch instead of the
 # first running alone while the others wait for it. A lone client never waits.
-GATHER_S, CONCURRENT_S = 0.01, 2.0
+GATHER_S, CONCURRENT_S = 0.03, 2.0
 
 
 class Work(Protocol):
@@ -67,6 +68,7 @@ class Job:
         self.cancel = threading.Event()
         self._events: deque[Any] = deque()  # appended by the worker thread, popped by the loop (deque ops are atomic)
         self._ready = asyncio.Event()
+        self.ended = asyncio.Event()  # END has arrived (set on the loop)
         self._lock = threading.Lock()
         self._wake_pending = False  # a wake-up is already on its way to the loop
 
@@ -89,6 +91,8 @@ class Job:
     def _wake(self) -> None:
         with self._lock:
             self._wake_pending = False
+            if self._events and self._events[-1] is END:
+                self.ended.set()
         self._ready.set()
 
     async def next_event(self) -> Any:
@@ -119,8 +123,9 @@ class WorkerStats:
 class ModelWorker:
     """Runs submitted jobs in batches, in order, on a daemon thread; `decode` is Generator.generate_rows."""
 
-    def __init__(self, decode: Callable[[Sequence[Row]], Iterator[TokenChunk]]) -> None:
+    def __init__(self, decode: Callable[[Sequence[Row]], Iterator[TokenChunk]], max_batch: int = MAX_BATCH) -> None:
         self.decode = decode
+        self.max_batch = max_batch  # 1: a FIFO queue, one request at a time
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._ready: deque[tuple[Job, Row]] = deque()  # prepared, waiting for a batch their prompts suit
         self.stats = WorkerStats()
@@ -149,7 +154,8 @@ class ModelWorker:
                 if job is None:
                     return
                 self._prepare(job)
-            gather_until = time.monotonic() + GATHER_S if time.monotonic() < self._overlapping_until else 0.0
+            gathering = self.max_batch > 1 and time.monotonic() < self._overlapping_until
+            gather_until = time.monotonic() + GATHER_S if gathering else 0.0
             while True:  # everything else already waiting (or arriving while gathering) joins the choice of this batch
                 try:
                     job = self._jobs.get(timeout=max(0.0, gather_until - time.monotonic()))
@@ -176,18 +182,22 @@ class ModelWorker:
 
     def _prepare(self, job: Job) -> None:
         """Make the job's row (its prompt); a job that is cancelled or cannot be prepared ends here."""
-        with self._lock:
-            self.stats.queued -= 1
         if job.cancel.is_set():  # the client left while waiting in the queue
-            self.stats.cancelled += 1
+            self._dequeued(cancelled=True)
             job.post(END)
             return
         try:
             row = job.work.prepare(job.cancel)
         except Exception as err:  # noqa: BLE001 - any failure of one request must reach its client, not kill the worker
+            self._dequeued()
             self._fail(job, err)
             return
-        self._ready.append((job, row))
+        self._ready.append((job, row))  # still counted as queued until a batch takes it
+
+    def _dequeued(self, cancelled: bool = False) -> None:
+        with self._lock:
+            self.stats.queued -= 1
+            self.stats.cancelled += cancelled
 
     def _take_batch(self) -> list[tuple[Job, Row]]:
         """The oldest ready job and the next ones (FIFO) whose prompts are within MAX_PROMPT_SPREAD of it."""
@@ -196,14 +206,16 @@ class ModelWorker:
         while self._ready:
             job, row = self._ready.popleft()
             if job.cancel.is_set():
-                self.stats.cancelled += 1
+                self._dequeued(cancelled=True)
                 job.post(END)
                 continue
             shortest = min((len(r.prompt) for _, r in batch), default=len(row.prompt))
             longest = max((len(r.prompt) for _, r in batch), default=len(row.prompt))
             fits = max(longest, len(row.prompt)) - min(shortest, len(row.prompt)) <= MAX_PROMPT_SPREAD
-            (batch if fits and len(batch) < MAX_BATCH else waiting).append((job, row))
+            (batch if fits and len(batch) < self.max_batch else waiting).append((job, row))
         self._ready = waiting
+        for _ in batch:
+            self._dequeued()
         return batch
 
     def _run_batch(self, batch: list[tuple[Job, Row]]) -> None:

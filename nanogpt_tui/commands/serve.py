@@ -28,7 +28,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                      api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
                      record_dir=Path(args.record_dir) if args.record_dir else None, device=args.device,
                      template=args.template or "", model_name=args.model_name, trust_pickle=args.trust_pickle,
-                     say=_say)
+                     max_batch=args.max_batch, say=_say)
     return 0
 
 
@@ -39,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=number("port"), default=8000, help="port (default 8000; 0 picks a free one)")
     parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (or set NANOGPT_TUI_API_KEY)")
     parser.add_argument("--model-name", help="the model's id in the API (default: the run's name)")
+    parser.add_argument("--max-batch", type=number("max_batch"), default=8,
+                        help="requests decoded together at most (default 8; 1: one at a time, in arrival order)")
     parser.add_argument("--template", choices=("special", "plain"),
                         help="chat template (default: special when the tokenizer has chat tokens, else plain)")
     parser.add_argument("--record-dir", help=argparse.SUPPRESS)  # where a detached server keeps its server.json

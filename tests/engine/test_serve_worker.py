@@ -43,14 +43,17 @@ async def reply(job) -> tuple[str, Done]:  # noqa: ANN001 - a worker Job
     return "".join(pieces), done
 
 
-def tiny_served() -> ServedModel:
+def tiny_served(max_batch: int = 8) -> ServedModel:
     torch.set_num_threads(1)
     tokenizer = train_bpe([TEXT], 300)
-    return ServedModel(Generator(tiny_model(tokenizer.vocab_size), tokenizer, max_context=64), "tiny")
+    return ServedModel(Generator(tiny_model(tokenizer.vocab_size), tokenizer, max_context=64), "tiny",
+                       max_batch=max_batch)
 
 
-def test_waiting_requests_run_as_one_batch_with_their_own_settings() -> None:
-    served = tiny_served()
+@pytest.mark.parametrize("max_batch", [8, 1])
+def test_waiting_requests_run_as_one_batch_with_their_own_settings(max_batch: int) -> None:
+    """Three requests waiting together: one batch of 3, or (--max-batch 1) three in arrival order; same replies."""
+    served = tiny_served(max_batch)
     generator = served.generator
     requests = [CompletionRequest("tiny", prompt, SamplingParams(temperature=temperature, seed=seed, max_new_tokens=n,
                                                                  top_k=top_k), False, False, echo)
@@ -69,7 +72,9 @@ def test_waiting_requests_run_as_one_batch_with_their_own_settings() -> None:
         together = asyncio.run(run())
     finally:
         served.worker.close()
-    assert served.worker.stats.batches == 1 and served.worker.stats.largest_batch == 3
+    stats = served.worker.stats
+    assert (stats.batches, stats.largest_batch) == ((1, 3) if max_batch > 1 else (3, 1))
+    assert stats.completed == 3 and stats.queued == 0
     for request, (text, done) in zip(requests, together):
         prompt = generator.encode_prompt(request.prompt)
         chunks = list(generator.generate(prompt, request.params))
