@@ -3,8 +3,9 @@
 A value that is not finite (NaN, infinity) or outside its meaning (a negative learning rate, a
 probability above 1) is refused with the field's name before anything launches: `validate(hp)`
 checks each config field against `FIELD_LIMITS`, `SamplingParams.validate` checks the sampling
-values against `SAMPLING_LIMITS`, and the CLI's numeric options parse through `check_number` with
-the same limits, so a value means the same thing wherever it is typed.
+values against `SAMPLING_LIMITS`, and the CLI's numeric options (nanogpt_tui/commands/options.py)
+and the app's forms ask `Limit.problem` of the same limits, so a value means the same thing wherever
+it is typed.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Limit:
     hint: str = ""
 
     def describe(self) -> str:
-        """The range in words, e.g. 'a number > 0' or 'an integer from 0 to 1'."""
+        """The range in words, e.g. 'a number > 0' or 'an integer in [0, 65535]'."""
         kind = "an integer" if self.integer else "a number"
         if self.low is not None and self.high is not None:
             left, right = ("(" if self.low_open else "["), (")" if self.high_open else "]")
