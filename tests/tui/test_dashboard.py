@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from textual.widgets import ProgressBar, Static
+from textual.widgets import DataTable, ProgressBar, Static
 
 from nanogpt_tui.screens.dashboard import DashboardScreen
 from nanogpt_tui.widgets.log_tail import LogTail
@@ -117,6 +117,8 @@ async def test_reattach_after_the_app_closed(make_app, runs_root: Path) -> None:
         handle.write("".join(train_line(step) + "\n" for step in range(31, 41)))
     second = make_app()
     async with second.run_test() as pilot:
+        # Enter opens the highlighted row: wait until the runs table has one (a loaded host is slow to list)
+        await wait_for(pilot, lambda: second.screen.query_one("#runs", DataTable).row_count > 0, what="the run's row")
         await pilot.press("enter")
         assert isinstance(second.screen, DashboardScreen)
         plot = second.screen.query_one(LossPlot)
