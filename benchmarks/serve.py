@@ -6,7 +6,7 @@ checkpoint. The server is a real detached process (the app's ServerManager, the 
 `nanogpt-tui serve`), queried with the official `openai` client over HTTP, streaming
 `/v1/completions`; tokens are the server's own usage counts. The in-process figures come from the
 same checkpoint in this process while the server idles; the settings take turns, round after
-round, and medians are reported (the host may be shared). Both use
+round, and medians are reported (the host may be shared; the ratios are medians of each round's ratio). Both use
 `--threads` torch threads (default 1). The server decodes requests that wait together as one
 batch; `requests_per_batch_4` says how many shared a batch on average with 4 clients,
 `queue_tokens_per_s_4` is a second server with `--max-batch 1` (one request at a time) and
@@ -193,10 +193,15 @@ def main() -> None:
             manager.stop(queue.name)
     median = {key: statistics.median(values) for key, values in figures.items()}
     local_rate = median["local"]
+
+    def ratio(key: str) -> float:
+        """Median over rounds of the server's rate against the in-process rate of the same round."""
+        return statistics.median(server / local for server, local in zip(figures[key], figures["local"]))
+
     print(f"first token: {median['first']:.1f} ms through the server, {median['local_first']:.1f} ms in-process")
     print(f"tokens_per_s_1={median['1']:.0f} tokens_per_s_2={median['2']:.0f} tokens_per_s_4={median['4']:.0f} "
           f"in_process_tokens_per_s={local_rate:.0f} first_token_ms={median['first']:.1f} "
-          f"ratio_1={median['1'] / local_rate:.2f} ratio_4={median['4'] / local_rate:.2f} "
+          f"ratio_1={ratio('1'):.2f} ratio_4={ratio('4'):.2f} queue_ratio_4={ratio('queue_4'):.2f} "
           f"in_process_batch4_tokens_per_s={median['batch']:.0f} requests_per_batch_4={median['rows_4']:.1f} "
           f"queue_tokens_per_s_4={median['queue_4']:.0f}")
 
