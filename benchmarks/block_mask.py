@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from torch.nn.attention.flex_attention import create_block_mask
 
-from engine.attention import document_ids, flex_block_mask, may_attend
+from engine.model.attention import document_ids, flex_block_mask, may_attend
 
 SEQ_LEN, BLOCK, LONG_WINDOW = 48 * 1024, 128, 7
 

@@ -52,8 +52,8 @@ def finetune(home: str, parent: str, seconds: float) -> Path:
 
 def converse(generator, seed: int, max_tokens: int, show: bool) -> dict[str, float]:
     """The scripted conversation with one seed; counts per reply."""
-    from engine.chat import ChatSession, ContextTrimmed, ReplyFinished
-    from engine.generate import STOP_STRING, STOP_TOKEN, SamplingParams, TokenChunk
+    from engine.inference.chat import ChatSession, ContextTrimmed, ReplyFinished
+    from engine.inference.generate import STOP_STRING, STOP_TOKEN, SamplingParams, TokenChunk
 
     # the CLI chat's defaults (nanogpt-tui chat): temperature 0.7, top-k 50, 256 tokens
     params = SamplingParams(temperature=0.7, top_k=50, max_new_tokens=max_tokens, seed=seed)
@@ -93,8 +93,8 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from engine.generate import Generator
     from engine.importer import load_model
+    from engine.inference.generate import Generator
 
     pretrain_s, finetune_s, seeds = (60.0, 30.0, 2) if args.quick else (args.pretrain_seconds, args.seconds, args.seeds)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))

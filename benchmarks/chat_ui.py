@@ -88,8 +88,8 @@ class RawEngine:
     """The engine alone: ChatSession.send with the app's default sampling, a fresh conversation each time."""
 
     def __init__(self, entry: CheckpointEntry, max_tokens: int) -> None:
-        from engine.generate import Generator
         from engine.importer import load_model
+        from engine.inference.generate import Generator
 
         self.generator = Generator.from_checkpoint(load_model(entry.path))
         self.template = "" if entry.finetuned else "plain"
@@ -98,8 +98,8 @@ class RawEngine:
 
     def reply(self, max_tokens: int | None = None) -> tuple[float, int]:
         """(tokens/s after the first token, tokens) of one reply to PROMPT."""
-        from engine.chat import ChatSession
-        from engine.generate import TokenChunk
+        from engine.inference.chat import ChatSession
+        from engine.inference.generate import TokenChunk
 
         self.generator.reset()
         session = ChatSession(self.generator, template=self.template)

@@ -140,7 +140,7 @@ def main() -> None:
     args = parser.parse_args()
     seconds = 30.0 if args.quick else args.seconds
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    from engine.allocator import retain_freed_memory
+    from engine.train.allocator import retain_freed_memory
 
     # the trainer keeps freed memory on CPU; the baseline trains in this process under the same setting
     retain_freed_memory()

@@ -82,8 +82,8 @@ def sample_replies(run_dir: Path) -> list[tuple[str, str]]:
     from engine.checkpoint import latest_checkpoint
     from engine.data.chat_template import default_template
     from engine.data.tokenizer import tokenizer_from_payload
-    from engine.finetune import greedy_reply
     from engine.importer import load_model
+    from engine.train.finetune import greedy_reply
 
     checkpoint = latest_checkpoint(run_dir / "checkpoints")
     assert checkpoint is not None, f"the fine-tune in {run_dir} saved no checkpoint"

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.config import DEFAULT_PRESET, align_vocab, preset
-from engine.generate import Generator, SamplingParams, auto_device, auto_dtype
+from engine.inference.generate import Generator, SamplingParams, auto_device, auto_dtype
 from engine.model import GPT
 
 

@@ -1,6 +1,6 @@
 """GPU throughput of the speedrun-124m preset on one GPU, against the seed's own code on the same card.
 
-Ours: the real Trainer (fast paths from engine.cuda) with and without torch.compile and the FP8
+Ours: the real Trainer (fast paths from engine.train.device) with and without torch.compile and the FP8
 head. The original: the seed's `model.py` (justuskarlsson/nanogpt 776714a) imported unchanged from
 a checkout, driven by the body of its `pretraining.py` training loop (bf16 embeddings, compiled
 model, grad all-reduce, LR and momentum schedule); its script itself needs 8 GPUs and FineWeb.
@@ -92,8 +92,8 @@ def _timed(name: str, step_fn, steps: int, warmup: int, device: torch.device, to
 
 
 def measure_ours(hp: Hyperparameters, shard: Path, fp8: bool, steps: int, warmup: int, run_dir: Path) -> Measurement:
-    from engine.distributed import init_distributed
-    from engine.trainer import StopSignal, Trainer
+    from engine.train.distributed import init_distributed
+    from engine.train.trainer import StopSignal, Trainer
 
     ctx = init_distributed(hp.run.device)
     torch.manual_seed(0)
@@ -210,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         print(summary_line(_failed("ours", "no CUDA GPU"), None, math.nan, None))
         return 2
-    from engine.cuda import detect_capabilities
     from engine.estimate import estimate
+    from engine.train.device import detect_capabilities
 
     device = torch.device("cuda", 0)
     torch.cuda.set_device(device)

@@ -93,8 +93,8 @@ def main() -> None:
 
     from engine.data.prepare import token_byte_lengths
     from engine.data.tokenizer import tokenizer_from_payload
-    from engine.evaluate import eval_data
     from engine.importer import load_model
+    from engine.inference.evaluate import eval_data
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     with tempfile.TemporaryDirectory() as home:

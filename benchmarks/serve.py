@@ -38,8 +38,8 @@ from engine.checkpoint import save_checkpoint
 from engine.config import DEFAULT_PRESET, config_hash, preset, to_dict
 from engine.data.corpus import load_corpus
 from engine.data.tokenizer import train_bpe
-from engine.generate import Generator, SamplingParams
 from engine.importer import load_model
+from engine.inference.generate import Generator, SamplingParams
 from engine.model import GPT
 from engine.serve.processes import ServerManager
 

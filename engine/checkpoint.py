@@ -59,7 +59,7 @@ def save_checkpoint(directory: Path, step: int, payload: dict[str, Any], metadat
 
 
 class UnknownObject:
-    """Stand-in for a pickled object whose class is not importable here (e.g. the seed's Hyperparameters)."""
+    """Stand-in for a pickled object whose class is not importable here (e.g. the original's Hyperparameters)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.args, self.kwargs = args, kwargs
@@ -72,7 +72,7 @@ class UnknownObject:
 
 
 class _TolerantUnpickler(pickle.Unpickler):
-    """Used only with trust_pickle: classes from modules that are not installed (the seed's `model`
+    """Used only with trust_pickle: classes from modules that are not installed (the original's `model`
     module, a script's `__main__`) load as `UnknownObject`s instead of failing the whole file."""
 
     def find_class(self, module: str, name: str) -> Any:
@@ -213,8 +213,8 @@ def load_state_into(model: Any, state_dict: dict[str, Any], source: str) -> None
 
 def load_checkpoint(model: Any, checkpoint_path: str | Path, map_location: str = "cpu", *,
                     trust_pickle: bool = False) -> dict[str, Any]:
-    """Load weights from our format, an original `state_step*.pt` (the seed's signature) or, with
-    trust_pickle, the seed's finetune.py output (`model_state_dict`)."""
+    """Load weights from our format, an original `state_step*.pt` (the original's signature) or, with
+    trust_pickle, the original's finetune.py output (`model_state_dict`)."""
     data = read_checkpoint_file(Path(checkpoint_path), map_location=map_location, trust_pickle=trust_pickle)
     weights = data.get("model", data.get("model_state_dict"))
     if not isinstance(weights, dict):

@@ -120,7 +120,7 @@ def training_seconds(est: Estimate, hp: Hyperparameters, flops_per_s: float, dev
 
 @dataclass(frozen=True, slots=True)
 class MemoryPerRank:
-    """Bytes one rank holds while training: what engine.cuda's fast paths store, plus the activations."""
+    """Bytes one rank holds while training: what engine.train.device's fast paths store, plus the activations."""
 
     weights: int
     gradients: int
@@ -136,7 +136,7 @@ def memory_per_rank(hp: Hyperparameters, nproc: int = 1) -> MemoryPerRank:
     """Training memory of one of `nproc` ranks (allocator overhead and fragmentation not included).
 
     On a GPU run (any run.device but cpu, run.dtype not float32) the embedding tables, their
-    gradients and Adam moments are bf16 and everything else fp32, as engine.cuda stores them.
+    gradients and Adam moments are bf16 and everything else fp32, as engine.train.device stores them.
     Muon keeps a momentum buffer only for the matrices its rank orthogonalises, about 1/nproc of them.
     """
     model = hp.model

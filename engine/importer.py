@@ -2,9 +2,9 @@
 
 Three formats:
 - ours (`{"format": 1, "config", "tokenizer", "model", …}`): config and tokenizer are inside;
-- original modded-nanogpt / seed `state_step*.pt` (`{"step", "code", "model", "optimizers"}`, keys
+- original modded-nanogpt `state_step*.pt` (`{"step", "code", "model", "optimizers"}`, keys
   prefixed `_orig_mod.`): the shape is inferred from the tensors, the tokenizer is GPT-2;
-- the seed's `finetune.py` output (`{"model_state_dict", "optimizer_state_dict", "hyperparameters"}`),
+- the original's `finetune.py` output (`{"model_state_dict", "optimizer_state_dict", "hyperparameters"}`),
   which pickles a Python object and so loads only with trust_pickle.
 """
 
@@ -39,7 +39,8 @@ from engine.errors import CheckpointError, ConfigError, RunError
 
 log = logging.getLogger(__name__)
 
-OURS, ORIGINAL, SEED_FINETUNE = "nanogpt-tui", "modded-nanogpt", "seed-finetune"
+# the values are stored (a sidecar's source_format) and stay as they are
+OURS, ORIGINAL, ORIGINAL_FINETUNE = "nanogpt-tui", "modded-nanogpt", "seed-finetune"
 ORIGINAL_HEAD_DIM = 128  # fixed in modded-nanogpt's attention
 # the longest context a generator gets by default; the KV cache is allocated for it up front
 MAX_DEFAULT_CONTEXT = 4096
@@ -76,7 +77,7 @@ class LoadedCheckpoint:
         A fine-tune's rows are cut to MAX_FINETUNE_SEQ_LEN: at that length its parent trained on
         at least as much, how much more is not recorded, so no length is claimed.
         """
-        from engine.finetune import MAX_FINETUNE_SEQ_LEN
+        from engine.train.finetune import MAX_FINETUNE_SEQ_LEN
 
         hyperparameters = self.hyperparameters or {}
         train = hyperparameters.get("train", {})
@@ -98,13 +99,13 @@ class LoadedCheckpoint:
 def detect_format(data: dict[str, Any], source: str) -> str:
     """Which writer made this checkpoint dictionary; CheckpointError naming what was found otherwise."""
     if "model_state_dict" in data:
-        return SEED_FINETUNE
+        return ORIGINAL_FINETUNE
     if isinstance(data.get("model"), dict):
         return OURS if "config" in data else ORIGINAL
     keys = ", ".join(map(str, list(data)[:6])) or "nothing"
     raise CheckpointError(
         f"{source} is not a model checkpoint: expected a 'model' or 'model_state_dict' entry, found {keys}",
-        hint="give a nanogpt-tui checkpoint, a modded-nanogpt state_step*.pt or the seed's finetune.py output",
+        hint="give a nanogpt-tui checkpoint, a modded-nanogpt state_step*.pt or the original's finetune.py output",
     )
 
 
@@ -121,7 +122,7 @@ def infer_model_config(state_dict: dict[str, Any], source: str = "checkpoint") -
     if later is not None:
         raise CheckpointError(
             f"{source} is from a later modded-nanogpt record (it has {later}), whose layout cannot be imported",
-            hint="import checkpoints of the seed's model.py layout (qkv_w, c_fc, c_proj, lm_head.weight)",
+            hint="import checkpoints of the original's model.py layout (qkv_w, c_fc, c_proj, lm_head.weight)",
         )
     for key in ("embed.weight", "lm_head.weight", "skip_weights"):
         if key not in weights:

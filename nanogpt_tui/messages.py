@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from engine.config import FinetuneConfig, Hyperparameters
-    from engine.evaluate import EvalReport
+    from engine.inference.evaluate import EvalReport
     from engine.runs import RunInfo
     from engine.serve.processes import ServerInfo
     from nanogpt_tui.model_service import CheckpointEntry, LoadedModel

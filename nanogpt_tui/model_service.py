@@ -24,11 +24,11 @@ from engine.errors import DataError
 from engine.runs.protocol import SEED_FINETUNE_FORMAT, CheckpointEntry
 
 if TYPE_CHECKING:
-    from engine.chat import ChatSession
+    from engine.inference.chat import ChatSession
     from engine.config import FinetuneConfig
     from engine.data.conversations import ConversationReport
-    from engine.evaluate import EvalReport
-    from engine.generate import Generator
+    from engine.inference.evaluate import EvalReport
+    from engine.inference.generate import Generator
     from engine.importer import ImportResult
     from engine.runs import RunInfo, Workspace
     from engine.serve.processes import ServerInfo, ServerManager
@@ -176,7 +176,7 @@ class LocalModels:
 
     @staticmethod
     def _load_model(entry: CheckpointEntry) -> LoadedModel:
-        from engine.generate import Generator
+        from engine.inference.generate import Generator
         from engine.importer import load_model
 
         loaded = load_model(entry.path)
@@ -185,14 +185,14 @@ class LocalModels:
         return LoadedModel(entry.path, entry.label, generator, loaded.hyperparameters, finetuned, list(loaded.notes))
 
     def chat_session(self, model: LoadedModel, template: str, system: str) -> ChatSession:
-        from engine.chat import ChatSession
+        from engine.inference.chat import ChatSession
 
         return ChatSession(model.generator, template=template, system=system)
 
     def evaluate(self, model: LoadedModel, data: str | None, max_tokens: int,
                  progress: Callable[[float], None], cancel: threading.Event) -> EvalReport:
         """Val loss and bpb; the progress callback raises EvaluationCancelled once `cancel` is set."""
-        from engine.evaluate import default_eval_seq_len, eval_data, evaluate_model
+        from engine.inference.evaluate import default_eval_seq_len, eval_data, evaluate_model
 
         generator = model.generator
 

@@ -17,7 +17,7 @@ from engine.errors import DataError
 
 if TYPE_CHECKING:
     from engine.data.conversations import ConversationReport
-    from engine.finetune import FinetuneData, Parent
+    from engine.train.finetune import FinetuneData, Parent
     from engine.runs.catalogue import ResolvedCheckpoint
 
 # the base of an original modded-nanogpt checkpoint, which carries no config of its own
@@ -54,7 +54,7 @@ def parent_finetune_defaults(parent: Parent) -> FinetuneConfig:
 
 def finetune_defaults(checkpoint: Path) -> FinetuneConfig:
     """What the form shows before the user changes anything (reads the parent checkpoint)."""
-    from engine.finetune import read_parent
+    from engine.train.finetune import read_parent
 
     return parent_finetune_defaults(read_parent(checkpoint))
 
@@ -65,7 +65,7 @@ def plan_finetune(parent: ResolvedCheckpoint, data: str | Path, overrides: list[
     from engine.data.conversations import read_conversations
     from engine.data.tokenizer import tokenizer_from_payload
     from engine.data.examples import resolve_data
-    from engine.finetune import finetune_hyperparameters, load_finetune_data, plan_steps, read_parent
+    from engine.train.finetune import finetune_hyperparameters, load_finetune_data, plan_steps, read_parent
 
     loaded = read_parent(parent.path)
     overrides = list(overrides)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from engine.generate import LENGTH
+from engine.inference.generate import LENGTH
 from engine.sampling_params import SamplingParams
 
 MAX_STOP_STRINGS = 4

@@ -148,7 +148,7 @@ def serve_checkpoint(checkpoint: Path, *, host: str = "127.0.0.1", port: int = 8
 
     `say` gets the lines a person should read (notes, the URL, a warning about an open address).
     """
-    from engine.generate import Generator
+    from engine.inference.generate import Generator
     from engine.importer import load_model
     from engine.serve.service import ServedModel
 

@@ -1,9 +1,9 @@
 """What the server does with a checked request: the chat session or the completion, as a stream of Delta/Done.
 
-A chat request runs through `engine.chat.ChatSession` with the conversation the client sent, so
+A chat request runs through `engine.inference.chat.ChatSession` with the conversation the client sent, so
 the template, the stop conditions, the dropping of old turns and the seed per turn are the same as
 in `nanogpt-tui chat` and the app: the same messages and seed give the same reply everywhere.
-Each request becomes one row (`engine.generate.Row`) of the worker's batches.
+Each request becomes one row (`engine.inference.generate.Row`) of the worker's batches.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from engine.chat import ChatSession
+from engine.inference.chat import ChatSession
 from engine.data.chat_template import default_template
-from engine.generate import FAILED, STOP_TOKEN, Generator, Row, TokenChunk
+from engine.inference.generate import FAILED, STOP_TOKEN, Generator, Row, TokenChunk
 from engine.serve.protocol import ChatRequest, CompletionRequest
 from engine.serve.worker import ModelWorker
 

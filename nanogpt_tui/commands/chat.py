@@ -32,8 +32,8 @@ def interrupt_sets(cancel: threading.Event) -> Iterator[None]:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from engine.chat import ChatSession, ContextTrimmed, parse_command
-    from engine.generate import CANCELLED, TokenChunk
+    from engine.inference.chat import ChatSession, ContextTrimmed, parse_command
+    from engine.inference.generate import CANCELLED, TokenChunk
     from engine.text_input import ask, check_text, tolerant_stdin
     from nanogpt_tui.cli import print_error
 

@@ -26,7 +26,7 @@ def _progress(fraction: float) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from engine.evaluate import default_eval_seq_len, eval_data, evaluate_model, generate_samples
+    from engine.inference.evaluate import default_eval_seq_len, eval_data, evaluate_model, generate_samples
     from engine.text_input import check_text
 
     params = sampling_params(args)

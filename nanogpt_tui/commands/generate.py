@@ -55,7 +55,7 @@ def sampling_params(args: argparse.Namespace) -> Any:
 
 def load_generator(args: argparse.Namespace) -> tuple[Any, Any]:
     """(Generator, LoadedCheckpoint) for the chosen checkpoint; says on stderr which one and what was assumed."""
-    from engine.generate import Generator
+    from engine.inference.generate import Generator
     from engine.importer import load_model
     from engine.runs import Workspace
 

@@ -33,7 +33,7 @@ from nanogpt_tui.widgets.path_input import display_path
 from nanogpt_tui.widgets.sampling import SamplingPanel
 
 if TYPE_CHECKING:
-    from engine.chat import ChatSession
+    from engine.inference.chat import ChatSession
 
 PRESETS = Binding.Group("Presets", compact=True)
 STREAM_FRAME_S = 1 / 15  # a streaming reply is redrawn at most this often
@@ -240,7 +240,7 @@ class ChatScreen(ChatBase):
 
     @work(thread=True, exclusive=True, group="chat-reply", exit_on_error=False)
     def _stream_reply(self, session: ChatSession, text: str, values: SamplingParams, cancel: threading.Event) -> None:
-        from engine.chat import ContextTrimmed, ReplyFinished
+        from engine.inference.chat import ContextTrimmed, ReplyFinished
         from engine.data.chat_template import render
 
         generator = session.generator
@@ -301,7 +301,7 @@ class ChatScreen(ChatBase):
 
     @on(ReplyCompleted)
     def _completed(self, event: ReplyCompleted) -> None:
-        from engine.chat import context_statement  # a model is loaded, so torch already is
+        from engine.inference.chat import context_statement  # a model is loaded, so torch already is
 
         if self._reply is not None:
             self._reply.set_text(event.text)

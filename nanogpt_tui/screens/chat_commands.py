@@ -1,7 +1,7 @@
 """The chat's commands: the seed's quit/exit, clear and new (with or without a leading /), the slash extras,
 and ChatBase, the chat screen's state with what each command (and its key) does to it.
 
-Parsed here rather than with engine.chat.parse_command, because engine.chat imports torch and the
+Parsed here rather than with engine.inference.chat.parse_command, because engine.inference.chat imports torch and the
 chat screen must be importable before any model is loaded.
 """
 
@@ -27,7 +27,7 @@ from nanogpt_tui.widgets.sampling import SamplingPanel
 if TYPE_CHECKING:
     from textual.timer import Timer
 
-    from engine.chat import ChatSession
+    from engine.inference.chat import ChatSession
     from nanogpt_tui.messages import ReplyStreamed
     from nanogpt_tui.model_service import CheckpointEntry, LoadedModel
 

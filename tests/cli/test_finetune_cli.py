@@ -35,8 +35,8 @@ def _bad(tmp_path: Path) -> Path:
 @pytest.fixture
 def parent_run(tmp_path: Path) -> str:
     """A tiny run, pretrained for 4 steps in this test's home, with one checkpoint."""
-    from engine.pretraining import build_trainer
-    from engine.trainer import StopSignal
+    from engine.train.pretraining import build_trainer
+    from engine.train.trainer import StopSignal
 
     hp = tiny_config(write_corpus(tmp_path), "train.num_iterations=4", "run.val_every=0", "run.sample_tokens=0")
     info = RunManager().create(hp, "base")

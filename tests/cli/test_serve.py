@@ -109,9 +109,9 @@ def test_models_chat_stream_and_completions_with_the_openai_client(server: Serve
 
 @pytest.mark.slow
 def test_the_reply_equals_the_engines_chat_session(server: Server) -> None:
-    from engine.chat import ChatSession, ReplyFinished
-    from engine.generate import Generator, SamplingParams
     from engine.importer import load_model
+    from engine.inference.chat import ChatSession, ReplyFinished
+    from engine.inference.generate import Generator, SamplingParams
 
     checkpoint = Path(json.loads((server.record / "server.json").read_text())["checkpoint"])
     # the defaults of every field the request leaves out are the engine's, as in `chat` and the app

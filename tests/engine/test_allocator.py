@@ -17,7 +17,7 @@ import pytest
 # and the minor page faults per round
 _PROBE = """
 import json, resource, sys, torch
-from engine.allocator import retain_freed_memory
+from engine.train.allocator import retain_freed_memory
 answers = [retain_freed_memory() for _ in range(int(sys.argv[1]))]
 for _ in range(12):  # glibc settles within the first rounds
     torch.ones(8 << 20)

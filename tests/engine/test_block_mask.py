@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.nn.attention.flex_attention import BlockMask, create_block_mask
 
-from engine.attention import FLEX_TILE, dense_mask, document_ids, flex_block_mask, may_attend
+from engine.model.attention import FLEX_TILE, dense_mask, document_ids, flex_block_mask, may_attend
 
 BOS = 0
 

@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from engine.chat import ChatSession, ContextTrimmed, ReplyFinished, parse_command
 from engine.data.tokenizer import BPETokenizer, train_bpe
 from engine.errors import ConfigError
-from engine.generate import CANCELLED, STOP_STRING, STOP_TOKEN, Generator, SamplingParams, TokenChunk
+from engine.inference.chat import ChatSession, ContextTrimmed, ReplyFinished, parse_command
+from engine.inference.generate import CANCELLED, STOP_STRING, STOP_TOKEN, Generator, SamplingParams, TokenChunk
 from tests.engine.test_generate import TEXT, one_thread, scripted, tiny_model  # noqa: F401 (fixture)
 
 

@@ -11,8 +11,8 @@ import torch.nn.attention.flex_attention as flex_module
 from torch import Tensor
 
 from engine.config import ModelConfig
-from engine.cuda import FastPaths, prepare_model_for_device, window_argument
 from engine.model import GPT
+from engine.train.device import FastPaths, prepare_model_for_device, window_argument
 
 # 32-token attention blocks over 256 tokens: two FlexAttention tiles, windows of 1 to 8 blocks
 CONFIG = ModelConfig(vocab_size=64, num_layers=4, num_heads=2, head_dim=16, model_dim=32, num_value_embeds=1,
@@ -96,9 +96,9 @@ needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CU
 @pytest.mark.gpu
 @needs_gpu
 def test_on_the_gpu_the_compiled_fast_paths_train_like_the_sdpa_path() -> None:
-    from engine.attention import flex_block_mask
     from engine.config import RunConfig
-    from engine.cuda import choose_fast_paths, compile_for_training, detect_capabilities
+    from engine.model.attention import flex_block_mask
+    from engine.train.device import choose_fast_paths, compile_for_training, detect_capabilities
 
     device = torch.device("cuda")
     paths = choose_fast_paths(detect_capabilities(device), RunConfig())

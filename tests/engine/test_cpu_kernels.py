@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine import cpu_kernels, norms, relu2_mlp, softcap_loss
+from engine.model import cpu_kernels, norms, relu2_mlp, softcap_loss
 from engine.config import ModelConfig
-from engine.cpu_kernels import cpu_kernels as kernels_switched
 from engine.model import GPT
+from engine.model.cpu_kernels import cpu_kernels as kernels_switched
 from tests.helpers import assert_close_to_float64
 
 CONFIG = ModelConfig(vocab_size=300, num_layers=2, num_heads=2, head_dim=16, model_dim=32, num_value_embeds=1,

@@ -12,18 +12,18 @@ import pytest
 import torch
 
 from engine.config import ModelConfig, RunConfig, preset
-from engine.cuda import (
+from engine.train.device import (
     DeviceCapabilities,
     FastPaths,
     choose_fast_paths,
     detect_capabilities,
-    out_of_memory_error,
     prepare_model_for_device,
     window_argument,
 )
 from engine.errors import DeviceError
-from engine.fp8 import fp8_linear
 from engine.model import GPT
+from engine.model.fp8 import fp8_linear
+from engine.train.failures import out_of_memory_error
 
 H100 = DeviceCapabilities("cuda", "NVIDIA H100 80GB HBM3", 8, (9, 0), 80 << 30, bf16=True, fp8=True, triton=True)
 RTX4090 = DeviceCapabilities("cuda", "NVIDIA GeForce RTX 4090", 1, (8, 9), 24 << 30, bf16=True, fp8=True, triton=True)
@@ -194,8 +194,8 @@ def _run_dir(tmp_path: Path, name: str, *overrides: str) -> Path:
 
 
 def test_environment_json_records_device_and_fast_paths(tmp_path: Path) -> None:
-    from engine.pretraining import build_trainer
-    from engine.trainer import StopSignal
+    from engine.train.pretraining import build_trainer
+    from engine.train.trainer import StopSignal
 
     run_dir = _run_dir(tmp_path, "env")
     assert build_trainer(run_dir, False, StopSignal()).run() == "finished"
@@ -208,13 +208,13 @@ def test_environment_json_records_device_and_fast_paths(tmp_path: Path) -> None:
 
 
 def test_compile_time_is_reported_apart_from_step_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.trainer
     from engine.metrics import read_metrics
-    from engine.pretraining import build_trainer
-    from engine.trainer import StopSignal
+    from engine.train.pretraining import build_trainer
+    import engine.train.trainer
+    from engine.train.trainer import StopSignal
 
     # dynamo traces for real; the "eager" backend skips Inductor's C++ build, which takes minutes on CPU
-    monkeypatch.setattr(engine.trainer, "compile_for_training",
+    monkeypatch.setattr(engine.train.trainer, "compile_for_training",
                         lambda model, paths: torch.compile(model, backend="eager", dynamic=False))
     run_dir = _run_dir(tmp_path, "compiled", "run.compile='on'")
     trainer = build_trainer(run_dir, False, StopSignal())

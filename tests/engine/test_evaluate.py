@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from engine.data.shards import write_shard
 from engine.data.tokenizer import BPETokenizer, train_bpe
 from engine.errors import DataError
-from engine.evaluate import (
+from engine.inference.evaluate import (
     EvalData,
     default_eval_seq_len,
     eval_data,
@@ -22,7 +22,7 @@ from engine.evaluate import (
     generate_samples,
     loss_and_bpb,
 )
-from engine.generate import Generator, SamplingParams
+from engine.inference.generate import Generator, SamplingParams
 from tests.engine.test_generate import TEXT, one_thread, tiny_model  # noqa: F401 (fixture)
 
 

@@ -14,8 +14,8 @@ from engine.config import ModelConfig
 from engine.errors import ConfigError
 from engine.export import export_checkpoint
 from engine.export.original import original_refusals
-from engine.generate import Generator, SamplingParams
 from engine.importer import import_checkpoint, load_model
+from engine.inference.generate import Generator, SamplingParams
 from tests.engine.test_generate import one_thread  # noqa: F401 (fixture)
 from tests.cli.test_import_cli import offline_gpt2  # noqa: F401 (fixture)
 from tests.engine.test_import import original_model, write_original

@@ -38,8 +38,8 @@ def _write_conversations(path: Path, pairs: list[tuple[str, str]] = CONVERSATION
 @pytest.fixture(scope="module")
 def parent_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model pretrained for 10 steps on verse (one per module: it takes a few seconds)."""
-    from engine.pretraining import build_trainer
-    from engine.trainer import StopSignal
+    from engine.train.pretraining import build_trainer
+    from engine.train.trainer import StopSignal
 
     folder = tmp_path_factory.mktemp("parent")
     with pytest.MonkeyPatch.context() as patch:
@@ -51,15 +51,15 @@ def parent_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _finetune_run(name: str, parent: Path, data: Path, *overrides: str) -> Path:
-    from engine.finetune import finetune_hyperparameters, read_parent
+    from engine.train.finetune import finetune_hyperparameters, read_parent
 
     hp = finetune_hyperparameters(read_parent(parent), str(data), ["run.device='cpu'", *overrides])
     return RunManager().create(hp, name, kind="finetune", parent=str(parent)).path
 
 
 def _trainer(run_dir: Path, resume: bool = False, stop_after: int | None = None):
-    from engine.finetune import build_trainer
-    from engine.trainer import StopSignal
+    from engine.train.finetune import build_trainer
+    from engine.train.trainer import StopSignal
 
     stop = StopSignal()
     return stop_after_steps(build_trainer(run_dir, resume, stop), stop, stop_after)
@@ -108,8 +108,8 @@ def test_assistant_loss_falls_and_the_run_directory_is_complete(parent_checkpoin
 
 
 def test_greedy_chat_reproduces_a_trained_answer(finetuned) -> None:
-    from engine.chat import ChatSession, ReplyFinished
-    from engine.generate import Generator, SamplingParams
+    from engine.inference.chat import ChatSession, ReplyFinished
+    from engine.inference.generate import Generator, SamplingParams
 
     trainer, _ = finetuned
     held_out = trainer.data.dataset.sample_prompt[0]["content"]
@@ -143,7 +143,7 @@ def test_resume_matches_an_uninterrupted_run(parent_checkpoint: Path, tmp_path: 
 
 
 def test_muon_option_uses_the_pretraining_split_with_scaled_rates(parent_checkpoint: Path, tmp_path: Path) -> None:
-    from engine.muon import Muon
+    from engine.train.muon import Muon
 
     data = _write_conversations(tmp_path / "chat.json")
     run_dir = _finetune_run("muon", parent_checkpoint, data, "finetune.optimizer='muon'", "finetune.muon_scale=0.1",
@@ -180,8 +180,8 @@ def _fake_gpt2():
 
 def test_finetune_from_an_original_modded_nanogpt_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import engine.data.tokenizer
-    from engine.finetune import read_parent
     from engine.model import GPT
+    from engine.train.finetune import read_parent
 
     fake = _fake_gpt2()
     monkeypatch.setattr(engine.data.tokenizer, "gpt2_tokenizer", lambda: fake)
@@ -237,7 +237,7 @@ def test_sigterm_saves_and_resume_finishes(parent_checkpoint: Path, tmp_path: Pa
 
 @pytest.mark.slow
 def test_two_process_gloo_finetune(parent_checkpoint: Path, tmp_path: Path) -> None:
-    from engine.finetune import finetune_hyperparameters, read_parent
+    from engine.train.finetune import finetune_hyperparameters, read_parent
 
     data = _write_conversations(tmp_path / "chat.json", CONVERSATIONS * 3)
     hp = finetune_hyperparameters(read_parent(parent_checkpoint), str(data),

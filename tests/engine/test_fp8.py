@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.fp8 import E5M2_MAX, _scaled_mm, fp8_linear, gradient_scale, head_scales
+from engine.model.fp8 import E5M2_MAX, _scaled_mm, fp8_linear, gradient_scale, head_scales
 
 NAMESPACE = "nanogpt_tui"
 

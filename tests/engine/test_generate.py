@@ -11,7 +11,7 @@ import torch
 from engine.config import ModelConfig
 from engine.data.tokenizer import BPETokenizer, train_bpe
 from engine.errors import ConfigError
-from engine.generate import (
+from engine.inference.generate import (
     CANCELLED,
     LENGTH,
     STOP_STRING,
@@ -23,9 +23,9 @@ from engine.generate import (
     auto_dtype,
     filter_logits,
 )
-from engine.kv_cache import KVCache
 from engine.model import GPT
-from engine.sampling import sample_text
+from engine.model.kv_cache import KVCache
+from engine.train.train_samples import sample_text
 
 TEXT = "hello world, the quick brown fox jumps over the lazy dog.\nHuman: hi\nAssistant: hello\n" * 30
 GREEDY = SamplingParams(temperature=0, max_new_tokens=48)

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from engine.config import preset
-from engine.cuda import configure_cuda_allocator, out_of_memory_error
+from engine.train.device import configure_cuda_allocator
+from engine.train.failures import out_of_memory_error
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,14 +32,14 @@ def _run_dir(tmp_path: Path, name: str, *overrides: str) -> Path:
 
 def test_a_compile_failure_ends_the_run_with_the_hint_to_turn_compile_off(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import engine.trainer
-    from engine.pretraining import build_trainer
-    from engine.trainer import run_entry_point
+    from engine.train.pretraining import build_trainer
+    import engine.train.trainer
+    from engine.train.trainer import run_entry_point
 
     def broken_backend(graph_module: torch.fx.GraphModule, example_inputs: list) -> object:
         raise RuntimeError("ptxas fatal: unsupported GPU architecture")  # what a Triton/CUDA mismatch reports
 
-    monkeypatch.setattr(engine.trainer, "compile_for_training",
+    monkeypatch.setattr(engine.train.trainer, "compile_for_training",
                         lambda model, paths: torch.compile(model, backend=broken_backend, dynamic=False))
     run_dir = _run_dir(tmp_path, "nocompile", "run.compile='on'", "run.val_every=0")
     torch._dynamo.reset()
@@ -57,8 +58,8 @@ def test_a_compile_failure_ends_the_run_with_the_hint_to_turn_compile_off(
 
 def test_out_of_memory_in_validation_names_val_seq_len(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    from engine.pretraining import build_trainer
-    from engine.trainer import Trainer, run_entry_point
+    from engine.train.pretraining import build_trainer
+    from engine.train.trainer import Trainer, run_entry_point
 
     def out_of_memory(self: Trainer, window_blocks: int) -> dict[str, float]:
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 48.00 GiB")
@@ -84,7 +85,7 @@ def test_cuda_runs_get_expandable_segments_unless_the_user_chose() -> None:
 def test_the_process_group_waits_longer_than_the_default_ten_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch.distributed as dist
 
-    from engine.distributed import init_distributed
+    from engine.train.distributed import init_distributed
 
     calls: list[dict] = []
     monkeypatch.setattr(dist, "init_process_group", lambda **kwargs: calls.append(kwargs))

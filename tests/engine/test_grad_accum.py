@@ -38,8 +38,8 @@ def _one_step(rank: int, world_size: int, port: int, shard: str, out_dir: str) -
     """Build the real Trainer on this rank, take one optimiser step, save loss and weights from rank 0."""
     import torch.distributed as dist
 
-    from engine.distributed import init_distributed, shutdown
-    from engine.trainer import StopSignal, Trainer
+    from engine.train.distributed import init_distributed, shutdown
+    from engine.train.trainer import StopSignal, Trainer
 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))

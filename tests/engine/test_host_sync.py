@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-import engine.trainer
+import engine.train.trainer
 
 SYNCING = ("item", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__")
 
@@ -33,10 +33,10 @@ def _count_syncs(monkeypatch: pytest.MonkeyPatch, where: Callable[[], Any]) -> C
     return seen
 
 
-def _trainer(tmp_path: Path, *overrides: str) -> engine.trainer.Trainer:
-    from engine.pretraining import build_trainer
+def _trainer(tmp_path: Path, *overrides: str) -> engine.train.trainer.Trainer:
     from engine.runs import RunManager
-    from engine.stopping import StopSignal
+    from engine.train.pretraining import build_trainer
+    from engine.train.stopping import StopSignal
     from tests.helpers import tiny_config, write_corpus
 
     hp = tiny_config(write_corpus(tmp_path), "train.num_iterations=8", "run.val_every=0", "run.sample_tokens=0",
@@ -58,7 +58,7 @@ def test_the_loop_syncs_only_when_it_flushes_log_lines(tmp_path: Path, monkeypat
     from engine.metrics import read_metrics
 
     # every step gets a train line, but the host waits only at the first and the last step
-    monkeypatch.setattr(engine.trainer, "LOG_FLUSH_S", float("inf"))
+    monkeypatch.setattr(engine.train.trainer, "LOG_FLUSH_S", float("inf"))
     trainer = _trainer(tmp_path)
     seen = _count_syncs(monkeypatch, lambda: trainer.step)
     assert trainer.run() == "finished"
@@ -75,7 +75,7 @@ def test_the_loop_syncs_only_when_it_flushes_log_lines(tmp_path: Path, monkeypat
 def test_a_non_finite_loss_still_ends_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.errors import EngineError
 
-    monkeypatch.setattr(engine.trainer, "LOG_FLUSH_S", float("inf"))
+    monkeypatch.setattr(engine.train.trainer, "LOG_FLUSH_S", float("inf"))
     trainer = _trainer(tmp_path)
     original = trainer.train_step
     trainer.train_step = lambda: original() * (float("nan") if trainer.step == 3 else 1.0)

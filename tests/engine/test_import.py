@@ -17,7 +17,7 @@ from engine.errors import CheckpointError, RunError
 from engine.importer import (
     ORIGINAL,
     OURS,
-    SEED_FINETUNE,
+    ORIGINAL_FINETUNE,
     import_checkpoint,
     infer_model_config,
     load_model,
@@ -71,7 +71,7 @@ def test_seed_speedrun_shapes_give_the_seed_config() -> None:
         seed = create_model()
     state = {f"_orig_mod.{k}": v for k, v in seed.state_dict().items()}
     config, notes = infer_model_config(state)
-    assert config == ModelConfig(), f"inferred {config}, expected the seed's 124M config"
+    assert config == ModelConfig(), f"inferred {config}, expected the original's 124M config"
     assert "12 layers" in notes[0] and "6 heads" in notes[0] and "[7]" in notes[0]
 
 
@@ -109,7 +109,7 @@ def test_import_registers_a_finished_run_beside_the_users_runs(tmp_path: Path) -
 
 
 class Hyperparameters:
-    """Stands for the seed's model.Hyperparameters, which the seed's finetune.py pickles."""
+    """Stands for the original's model.Hyperparameters, which the original's finetune.py pickles."""
 
     def __init__(self) -> None:
         self.vocab_size = 64
@@ -124,16 +124,16 @@ def test_seed_finetune_pickle_needs_trust(tmp_path: Path, monkeypatch: pytest.Mo
     path = tmp_path / "finetuned_model.pt"
     torch.save({"model_state_dict": model.state_dict(), "optimizer_state_dict": {"state": {}, "param_groups": []},
                 "hyperparameters": Hyperparameters()}, path)
-    monkeypatch.delitem(sys.modules, "model")  # as on a machine without the seed's code
+    monkeypatch.delitem(sys.modules, "model")  # as on a machine without the original's code
     with pytest.raises(CheckpointError, match="pickled") as caught:
         load_model(path)
     assert "--trust-pickle" in caught.value.hint
     loaded = load_model(path, trust_pickle=True)
-    assert loaded.source_format == SEED_FINETUNE and any("trust-pickle" in n for n in loaded.notes)
+    assert loaded.source_format == ORIGINAL_FINETUNE and any("trust-pickle" in n for n in loaded.notes)
     torch.testing.assert_close(logits_of(loaded.model), logits_of(model), rtol=0, atol=0)
     direct = GPT(ORIGINAL_TINY, max_seq_len=64)
     data = load_checkpoint(direct, path, trust_pickle=True)
-    assert data["hyperparameters"].vocab_size == 64, "the seed's settings load as a plain attribute holder"
+    assert data["hyperparameters"].vocab_size == 64, "the original's settings load as a plain attribute holder"
     torch.testing.assert_close(logits_of(direct.eval()), logits_of(model), rtol=0, atol=0)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.attention import document_ids
-from engine.kv_cache import KVCache
 from engine.model import GPT
+from engine.model.attention import document_ids
+from engine.model.kv_cache import KVCache
 from tests.engine.test_model import TINY, multi_document_tokens, randomized_model
 from tests.helpers import assert_close_scaled
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.chat import ChatSession, ContextTrimmed, ReplyFinished
 from engine.checkpoint import save_checkpoint
 from engine.config import ModelConfig, config_hash, preset, to_dict
 from engine.data.tokenizer import BPETokenizer, train_bpe
-from engine.generate import LENGTH, PREFILL_CHUNK, Generator, SamplingParams
 from engine.importer import load_model
+from engine.inference.chat import ChatSession, ContextTrimmed, ReplyFinished
+from engine.inference.generate import LENGTH, PREFILL_CHUNK, Generator, SamplingParams
 from engine.model import GPT
 from tests.engine.test_generate import TEXT, one_thread, token_ids  # noqa: F401 (fixture)
 
@@ -117,7 +117,7 @@ def test_chat_context_is_what_the_model_can_use_and_drops_are_counted(tmp_path: 
 
 
 def test_evaluation_reads_within_the_same_limit(tmp_path: Path, tokenizer: BPETokenizer) -> None:
-    from engine.evaluate import EvalData, evaluate_model
+    from engine.inference.evaluate import EvalData, evaluate_model
 
     loaded = load_model(trained_at_64(tmp_path, tokenizer))
     data = EvalData(torch.tensor([0, *tokenizer.encode(TEXT)][:1025]), "text")
@@ -133,7 +133,7 @@ def test_evaluation_reads_within_the_same_limit(tmp_path: Path, tokenizer: BPETo
 
 def test_a_fine_tune_cut_to_the_longest_fine_tuning_rows_claims_no_trained_length(tmp_path: Path,
                                                                                    tokenizer: BPETokenizer) -> None:
-    from engine.finetune import MAX_FINETUNE_SEQ_LEN
+    from engine.train.finetune import MAX_FINETUNE_SEQ_LEN
 
     loaded = load_model(trained_at_64(tmp_path, tokenizer))
     assert loaded.trained_length == 64

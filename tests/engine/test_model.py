@@ -1,4 +1,4 @@
-"""The GPT: seed-compatible parameters, the masking rule, both attention backends, losses and training."""
+"""The GPT: parameters compatible with the original, the masking rule, both attention backends, losses and training."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.attention import build_mask, dense_mask, document_ids, resolve_backend
 from engine.config import ModelConfig
-from engine.model import GPT, Rotary, apply_rotary, create_model
+from engine.model import GPT, Rotary, create_model
+from engine.model.attention import build_mask, dense_mask, document_ids, resolve_backend
+from engine.model.norms import apply_rotary
 from tests.helpers import assert_close_scaled
 
 # 4 layers, layer 2 without attention; 8-token blocks, long window 4 blocks (32 tokens), short 2
@@ -52,7 +53,7 @@ def _seed_state_dict_shapes() -> dict[str, tuple[int, ...]]:
         expected[f"blocks.{layer}.lambdas"] = (2,)
         expected[f"blocks.{layer}.mlp.c_fc.weight"] = (3072, dim)
         expected[f"blocks.{layer}.mlp.c_proj.weight"] = (dim, 3072)
-        if layer != 7:  # the seed drops attention in layer 7
+        if layer != 7:  # the original drops attention in layer 7
             expected[f"blocks.{layer}.attn.qkv_w"] = (3, 768, dim)
             expected[f"blocks.{layer}.attn.lambdas"] = (2,)
             expected[f"blocks.{layer}.attn.c_proj.weight"] = (dim, 768)
@@ -68,7 +69,7 @@ def test_speedrun_state_dict_matches_seed() -> None:
         f"missing {sorted(set(expected) - set(shapes))}, unexpected {sorted(set(shapes) - set(expected))}"
     )
     wrong = {name: (shapes[name], expected[name]) for name in expected if shapes[name] != expected[name]}
-    assert not wrong, f"shapes differ from the seed's (got, expected): {wrong}"
+    assert not wrong, f"shapes differ from the original's (got, expected): {wrong}"
     assert model.rotary.cos.is_meta, "a meta-device model must not allocate rotary tables"
 
 
@@ -177,7 +178,7 @@ def test_rotary_tables_grow_for_longer_sequences() -> None:
 
 
 def test_rotary_equals_the_full_width_rotation_bit_for_bit() -> None:
-    # the seed rotates all head_dim/2 pairs, half of them by angle 0; skipping those must not change a bit
+    # the original rotates all head_dim/2 pairs, half of them by angle 0; skipping those must not change a bit
     rotary = Rotary(head_dim=16, max_seq_len=32)
     x = torch.randn(2, 32, 3, 16)
     cos, sin = rotary.cos[None, :, None, :], rotary.sin[None, :, None, :]  # full width (1, T, 1, 8)

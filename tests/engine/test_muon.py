@@ -15,14 +15,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.config import OptimConfig
-from engine.muon import (
-    Muon,
+from engine.train.muon import Muon, setup_optimizers, zeropower_via_newtonschulz5
+from engine.train.schedules import (
     get_lr,
     get_window_size_blocks,
     lr_multiplier,
-    setup_optimizers,
+    muon_momentum,
     window_blocks_for_progress,
-    zeropower_via_newtonschulz5,
 )
 from tests.helpers import assert_close_scaled
 
@@ -250,9 +249,15 @@ def test_get_lr_matches_the_seed() -> None:
     assert get_lr(4000, 4000) == pytest.approx(0.1), "the last step lands exactly on progress 1"
     assert lr_multiplier(1.3) == pytest.approx(0.1) and lr_multiplier(-0.2) == 1.0, "progress is clamped"
     assert lr_multiplier(1.0, cooldown_frac=0.0) == 1.0
-    # a cooldown to zero instead of the seed's 0.1: halfway through it the multiplier is 0.5
+    # a cooldown to zero instead of the original's 0.1: halfway through it the multiplier is 0.5
     assert lr_multiplier(0.75, 0.5, final_frac=0.0) == pytest.approx(0.5)
     assert lr_multiplier(1.0, 0.5, final_frac=0.0) == 0.0
+
+
+def test_muon_momentum_warms_up_from_the_speedruns_start() -> None:
+    assert muon_momentum(0, 0.95) == pytest.approx(0.85)
+    assert muon_momentum(150, 0.95) == pytest.approx(0.90)
+    assert muon_momentum(300, 0.95) == pytest.approx(0.95) and muon_momentum(5000, 0.95) == pytest.approx(0.95)
 
 
 def test_window_schedule_matches_the_seed() -> None:
@@ -315,7 +320,7 @@ def all_reduce_gradients(rank: int) -> dict[str, list]:
     """all_reduce_mean_ on fp32 and bf16 gradients of rank-dependent values; records each collective's dtype."""
     import torch.distributed as dist
 
-    from engine.distributed import all_reduce_mean_
+    from engine.train.distributed import all_reduce_mean_
 
     grads = [torch.full((5,), float(rank + 1)), torch.full((3, 2), 2.0 * (rank + 1), dtype=torch.bfloat16),
              torch.full((4,), 4.0 * (rank + 1))]
@@ -335,8 +340,8 @@ def all_reduce_gradients(rank: int) -> dict[str, list]:
 
 
 def agree_across_ranks(rank: int) -> tuple[bool, float]:
-    """engine.distributed.agree with rank 1 asking to stop and having trained longer."""
-    from engine.distributed import DistContext, agree
+    """engine.train.distributed.agree with rank 1 asking to stop and having trained longer."""
+    from engine.train.distributed import DistContext, agree
 
     ctx = DistContext(rank, 2, rank, torch.device("cpu"))
     return agree(rank == 1, 10.0 + 2.5 * rank, ctx)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.model import Rotary
-from engine.norms import apply_rotary, fused_qk_norm_rotary, fused_rms_norm
+from engine.model.norms import apply_rotary, fused_qk_norm_rotary, fused_rms_norm
 from tests.helpers import assert_close_to_float64
 
 

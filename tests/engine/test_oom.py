@@ -27,7 +27,7 @@ def forward(self, *args, **kwargs):
     return original(self, *args, **kwargs)
 
 GPT.forward = forward
-from engine.pretraining import main
+from engine.train.pretraining import main
 sys.exit(main(["--run-dir", sys.argv[1]]))
 """
 

@@ -17,8 +17,8 @@ from tests.helpers import tiny_config, write_corpus, stop_after_steps
 
 
 def _trainer(run_dir: Path, resume: bool = False, stop_after: int | None = None):
-    from engine.pretraining import build_trainer
-    from engine.trainer import StopSignal
+    from engine.train.pretraining import build_trainer
+    from engine.train.trainer import StopSignal
 
     stop = StopSignal()
     return stop_after_steps(build_trainer(run_dir, resume, stop), stop, stop_after)
@@ -84,8 +84,8 @@ def test_resume_refuses_a_changed_sampling(tmp_path: Path, written: str, resumed
 
 def test_missing_run_directory(tmp_path: Path) -> None:
     from engine.errors import EngineError
-    from engine.pretraining import build_trainer
-    from engine.trainer import StopSignal
+    from engine.train.pretraining import build_trainer
+    from engine.train.trainer import StopSignal
 
     with pytest.raises(EngineError, match="does not exist"):
         build_trainer(tmp_path / "nope", False, StopSignal())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from engine.relu2_mlp import CHUNK_ROWS, fused_relu2_mlp
+from engine.model.relu2_mlp import CHUNK_ROWS, fused_relu2_mlp
 from tests.helpers import assert_close_to_float64
 
 

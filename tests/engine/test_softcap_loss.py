@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.model import LOGIT_SOFTCAP
-from engine.softcap_loss import CHUNK_ROWS, fused_softcapped_cross_entropy
+from engine.model.softcap_loss import CHUNK_ROWS, fused_softcapped_cross_entropy
 from tests.helpers import assert_close_to_float64
 
 SCALE = 0.05

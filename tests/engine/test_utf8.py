@@ -8,7 +8,7 @@ import torch
 
 from engine.data.tokenizer import BPETokenizer, GPT2Tokenizer, train_bpe
 from engine.data.utf8 import BOUNDARY, DEAD, Utf8Constraint
-from engine.generate import Generator, SamplingParams
+from engine.inference.generate import Generator, SamplingParams
 from engine.model import GPT
 from tests.engine.test_generate import one_thread, tiny_config  # noqa: F401 (fixture)
 

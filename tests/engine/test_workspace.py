@@ -177,8 +177,8 @@ def test_out_of_memory_while_reading_a_checkpoint_is_not_a_damaged_file(tmp_path
 
 
 def test_a_run_its_time_budget_ends_records_full_progress(tmp_path: Path) -> None:
-    from engine.pretraining import build_trainer
-    from engine.trainer import StopSignal
+    from engine.train.pretraining import build_trainer
+    from engine.train.trainer import StopSignal
     from tests.helpers import tiny_config, write_corpus
 
     hp = tiny_config(write_corpus(tmp_path), "train.num_iterations=100000", "train.time_budget_s=0.5",

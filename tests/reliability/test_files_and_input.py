@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_disk_full_keeps_the_previous_checkpoint_and_says_why(tmp_path: Path, caplog, monkeypatch) -> None:
     import engine.checkpoint as checkpoint_module
-    from engine.pretraining import build_trainer
-    from engine.trainer import StopSignal
+    from engine.train.pretraining import build_trainer
+    from engine.train.trainer import StopSignal
 
     run_dir = RunManager().create(tiny_config(write_corpus(tmp_path)), "full").path
     real_write = checkpoint_module.atomic_write

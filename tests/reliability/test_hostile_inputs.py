@@ -127,7 +127,7 @@ def test_sampling_never_sees_non_finite_scores() -> None:
     import torch
 
     from engine.errors import CheckpointError, ConfigError
-    from engine.generate import SamplingParams, sample_next
+    from engine.inference.generate import SamplingParams, sample_next
 
     generator = torch.Generator().manual_seed(0)
     for bad in (float("nan"), float("inf")):
@@ -301,7 +301,7 @@ def test_settings_beside_resume_are_refused_not_ignored(tiny: Path, runs_root: P
 
 def test_a_checkpoint_without_optimiser_state_cannot_be_resumed_from() -> None:
     from engine.errors import CheckpointError
-    from engine.trainer import load_optimizer_states
+    from engine.train.trainer import load_optimizer_states
 
     for data in ({"optimizers": []}, {}, {"optimizers": "adam"}):
         with pytest.raises(CheckpointError):

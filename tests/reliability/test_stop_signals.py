@@ -14,7 +14,7 @@ import pytest
 
 SCRIPT = textwrap.dedent("""
     import sys, time
-    from engine.trainer import StopSignal
+    from engine.train.trainer import StopSignal
     stop = StopSignal(debounce_s=float(sys.argv[2]))
     stop.timeout_s = float(sys.argv[1])
     stop.install()

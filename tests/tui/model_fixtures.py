@@ -89,7 +89,7 @@ def entry_for(path: Path) -> CheckpointEntry:
 
 
 class ScriptedGenerator:
-    """Stands in for engine.generate.Generator: yields the scripted pieces one token each.
+    """Stands in for engine.inference.generate.Generator: yields the scripted pieces one token each.
 
     With a `gate` (a semaphore) each token waits for one release, so a test decides when a token
     comes; without one they come every `step_s` seconds.
@@ -97,7 +97,7 @@ class ScriptedGenerator:
 
     def __init__(self, tokens: Sequence[str], *, max_context: int = 256, step_s: float = 0.0,
                  gate: threading.Semaphore | None = None) -> None:
-        from engine.generate import TokenChunk
+        from engine.inference.generate import TokenChunk
 
         self.tokenizer = tiny_tokenizer()
         self.max_context = max_context
@@ -158,7 +158,7 @@ class FixedEvalEngine(ScriptedEngine):
 
     def evaluate(self, model: LoadedModel, data: str | None, max_tokens: int,
                  progress: Callable[[float], None], cancel: threading.Event) -> Any:
-        from engine.evaluate import EvalReport
+        from engine.inference.evaluate import EvalReport
 
         progress(0.5)
         loss = 4.0 + len(self.loaded) / 10

@@ -13,7 +13,7 @@ from engine.estimate import count_params, estimate, training_seconds
 
 @pytest.mark.parametrize("name", ["shakespeare-cpu", "speedrun-124m"])
 def test_count_equals_the_real_model(name: str) -> None:
-    model_module = pytest.importorskip("engine.model", reason="engine/model.py is not importable yet")
+    model_module = pytest.importorskip("engine.model", reason="engine.model is not importable yet")
     torch = pytest.importorskip("torch")
     config = preset(name).model
     with torch.device("meta"):

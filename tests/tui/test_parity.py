@@ -29,8 +29,8 @@ CONVERSATIONS = {"conversations": [
 
 def _pretrain(root: Path | None, corpus_dir: Path, name: str = "base") -> Path:
     """A 4-step tiny run with one checkpoint, trained in this process."""
-    from engine.pretraining import build_trainer
-    from engine.trainer import StopSignal
+    from engine.train.pretraining import build_trainer
+    from engine.train.trainer import StopSignal
 
     hp = tiny_config(write_corpus(corpus_dir), "train.num_iterations=4", "run.val_every=0", "run.sample_tokens=0")
     info = RunManager(root).create(hp, name)

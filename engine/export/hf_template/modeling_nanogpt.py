@@ -1,6 +1,6 @@
 """A nanogpt-tui (modded-nanogpt style) GPT for Hugging Face transformers; written by `nanogpt-tui export`.
 
-The same maths as nanogpt-tui's engine/model.py at inference: RMS-normed embeddings, value
+The same maths as nanogpt-tui's engine/model/gpt.py at inference: RMS-normed embeddings, value
 embeddings used "012 ... 012", QK-norm with half-truncated rotary, document-causal sliding-window
 attention (long/short windows in blocks), ReLU² MLPs, U-net skips and soft-capped logits. Parameter
 names equal the seed's model.py, so model.safetensors holds exactly nanogpt-tui's state_dict.

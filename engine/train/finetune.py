@@ -1,4 +1,4 @@
-"""Fine-tuning entry point: `python -m engine.finetune --run-dir D` or under torchrun.
+"""Fine-tuning: `python -m engine.finetune --run-dir D` (that module is the entry point) or under torchrun.
 
 Starts from the parent checkpoint named in the run's `[finetune]` config (ours, or an original
 modded-nanogpt `state_step*.pt`), trains on conversations with the loss on assistant tokens only,
@@ -21,14 +21,14 @@ import torch
 from torch import Tensor
 
 from engine.config import Hyperparameters, ModelConfig, apply_overrides, from_dict, load_toml, next_multiple_of_n, preset
-from engine.cuda import host_to_device
 from engine.data.conversations import ConversationDataset, ConversationReport, first_few
 from engine.errors import CheckpointError, ConfigError
-from engine.trainer import StopSignal, Trainer, run_entry_point
+from engine.train.device import host_to_device
+from engine.train.trainer import StopSignal, Trainer, run_entry_point
 
 log = logging.getLogger(__name__)
 
-# rows of at most this many tokens: conversations are short, and the seed fine-tuned on 512
+# rows of at most this many tokens: conversations are short, and the original fine-tuned on 512
 MAX_FINETUNE_SEQ_LEN = 512
 FINETUNE_BATCH_SIZE = 8
 
@@ -53,7 +53,7 @@ def read_parent(spec: str | Path) -> Parent:
     data = read_checkpoint_file(path)
     kind = detect_format(data, str(path))
     if kind not in (OURS, ORIGINAL):
-        raise CheckpointError(f"{path} is a seed finetune.py output, which holds pickled objects",
+        raise CheckpointError(f"{path} is an original finetune.py output, which holds pickled objects",
                               hint=f"import it first (nanogpt-tui import {path} --trust-pickle), then fine-tune the run")
     state_dict = strip_prefix(data["model"])
     if kind == OURS:
@@ -189,7 +189,7 @@ class FinetuneTrainer(Trainer):
         return model
 
     def build_optimizers(self) -> list[torch.optim.Optimizer]:
-        from engine.muon import setup_optimizers
+        from engine.train.muon import setup_optimizers
 
         ft, o = self.hp.finetune, self.hp.optim
         if ft.optimizer == "muon":
@@ -197,7 +197,7 @@ class FinetuneTrainer(Trainer):
                                          adam_embed_lr=o.adam_embed_lr * ft.muon_scale,
                                          adam_scalar_lr=o.adam_scalar_lr * ft.muon_scale)
             return setup_optimizers(self.model, scaled, rank=self.ctx.rank, world_size=self.ctx.world_size)
-        # the seed's choice: one AdamW over every parameter
+        # the original's choice: one AdamW over every parameter
         adamw = torch.optim.AdamW(self.model.parameters(), lr=ft.lr, weight_decay=ft.weight_decay)
         for group in adamw.param_groups:
             group["initial_lr"] = group["lr"]
@@ -216,7 +216,7 @@ class FinetuneTrainer(Trainer):
 
     def window_blocks(self) -> int:
         # the parent was pretrained up to its full window; fine-tuning keeps it there
-        from engine.muon import window_blocks_for_progress
+        from engine.train.schedules import window_blocks_for_progress
 
         m = self.hp.model
         return window_blocks_for_progress(1.0, m.max_window_tokens, m.attn_block_size)
@@ -224,10 +224,10 @@ class FinetuneTrainer(Trainer):
     @torch.inference_mode()
     def validate(self, window_blocks: int) -> dict[str, float]:
         """Loss and bits per byte on the held-out conversations' assistant tokens."""
-        from engine.cuda import window_argument
         from engine.data.prepare import token_byte_lengths
-        from engine.distributed import all_reduce_sum
-        from engine.evaluate import loss_and_bpb
+        from engine.inference.evaluate import loss_and_bpb
+        from engine.train.device import window_argument
+        from engine.train.distributed import all_reduce_sum
 
         if not hasattr(self, "_token_bytes"):
             self._token_bytes = torch.tensor(token_byte_lengths(self.tokenizer), dtype=torch.float64)
@@ -261,7 +261,7 @@ def greedy_reply(model: torch.nn.Module, tokenizer: Any, messages: list[dict[str
                  max_new_tokens: int, device: torch.device | str = "cpu") -> str:
     """The model's most likely reply to `messages`, up to the template's end of turn."""
     from engine.data.chat_template import render, stop_conditions
-    from engine.generate import Generator, SamplingParams
+    from engine.inference.generate import Generator, SamplingParams
 
     ids, _ = render(messages, template, tokenizer, add_generation_prompt=True)
     stop_ids, stop_strings = stop_conditions(template, tokenizer)
@@ -273,7 +273,7 @@ def greedy_reply(model: torch.nn.Module, tokenizer: Any, messages: list[dict[str
 
 def build_trainer(run_dir: Path, resume: bool, stop: StopSignal) -> FinetuneTrainer:
     from engine.data.tokenizer import load_tokenizer, tokenizer_from_payload
-    from engine.distributed import init_distributed
+    from engine.train.distributed import init_distributed
 
     if not run_dir.is_dir():
         raise ConfigError(f"run directory {run_dir} does not exist", hint="create runs with: nanogpt-tui finetune")

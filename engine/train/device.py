@@ -1,9 +1,9 @@
-"""Device capabilities, the fast paths chosen from them, and the run's environment record.
+"""Device capabilities, the fast paths chosen from them, and what they do to the model and its inputs.
 
 `choose_fast_paths` is a pure function of `DeviceCapabilities` and the run config, so every
 decision (FlexAttention, bf16, torch.compile, FP8 head, fused Adam) is testable with fake GPUs.
 
-Precision on CUDA (bf16): as in the seed, only the embedding tables are stored in bf16, so the
+Precision on CUDA (bf16): as in the original, only the embedding tables are stored in bf16, so the
 activations are bf16 from the first layer on; every matrix keeps an fp32 master weight that
 CastedLinear casts to bf16 per matmul. Muon orthogonalises in bf16 but adds its update to the fp32
 weights, so small updates are never rounded away; the logits and the loss are computed in fp32.
@@ -15,19 +15,15 @@ import functools
 import importlib.util
 import os
 import platform
-import socket
 import subprocess
-import sys
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
-from engine.config import Hyperparameters, RunConfig
-from engine.errors import DeviceError, RunError
+from engine.config import RunConfig
+from engine.errors import DeviceError
 from engine.model import GPT
 
 # FP8 tensor-core matmuls (torch._scaled_mm) exist from Ada (sm89) and Hopper (sm90) on
@@ -236,97 +232,7 @@ def window_argument(blocks: int, fast_paths: FastPaths, device: torch.device) ->
     return _window_tensor(blocks, device) if fast_paths.compile else blocks
 
 
-# ---------------------------------------------------------------------------------- records and errors
-
-
-def git_sha(directory: Path | None = None) -> str | None:
-    """HEAD of the git checkout holding nanogpt-tui's code, or None (an installed wheel, no git)."""
-    directory = directory or Path(__file__).resolve().parent
-    try:
-        result = subprocess.run(["git", "-C", str(directory), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else None
-
-
-def environment_record(caps: DeviceCapabilities, fast_paths: FastPaths, world_size: int) -> dict[str, Any]:
-    """What environment.json holds: machine, versions, device, chosen fast paths and code version."""
-    return {
-        "created_at": round(time.time(), 3),
-        "hostname": socket.gethostname(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "torch": caps.torch_version,
-        "cuda": caps.cuda_version,
-        "world_size": world_size,
-        "device": {
-            "type": caps.device_type, "name": caps.name, "count": caps.count,
-            "compute_capability": list(caps.compute_capability) if caps.compute_capability else None,
-            "memory_bytes": caps.memory_bytes, "driver": caps.driver,
-            "bf16": caps.bf16, "fp8": caps.fp8, "triton": caps.triton,
-        },
-        "fast_paths": asdict(fast_paths),
-        "git_sha": git_sha(),
-    }
-
-
-def write_environment(run_dir: Path, record: dict[str, Any]) -> Path:
-    """Write `<run>/environment.json` atomically (rank 0 only calls this)."""
-    from engine.runs.protocol import write_json
-
-    path = run_dir / "environment.json"
-    write_json(path, record)
-    return path
-
-
 def configure_cuda_allocator(environ: dict[str, str] | Any = os.environ) -> None:
     """Set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True unless the user set it; before CUDA's first allocation."""
     name, value = ALLOCATOR_SETTING
     environ.setdefault(name, value)
-
-
-def compile_failure_error(err: BaseException) -> RunError:
-    """A RunError for a failed torch.compile, with the switch that trains without it."""
-    root = err
-    # Dynamo wraps the backend's own error (inner_exception, or the cause); that one says what broke
-    while (inner := getattr(root, "inner_exception", None) or root.__cause__) is not None:
-        root = inner
-    first_line = (str(root).strip().splitlines() or [""])[0]
-    return RunError(f"torch.compile failed: {type(root).__name__}: {first_line}",
-                    hint="train without compiling: --set run.compile=off (slower; the log holds the traceback)")
-
-
-def is_compile_failure(err: BaseException) -> bool:
-    """Whether `err` comes out of torch.compile (Dynamo tracing or the backend, e.g. Inductor/Triton)."""
-    return isinstance(err, torch._dynamo.exc.TorchDynamoException)
-
-
-def out_of_memory_error(hp: Hyperparameters | None, world_size: int = 1, validating: bool = False) -> DeviceError:
-    """A DeviceError for an out-of-memory step whose hint names the settings to change and their new values.
-
-    `validating`: the OOM came from validation, which runs sequences of train.val_seq_len.
-    """
-    message = "the device ran out of memory"
-    if hp is None:
-        return DeviceError(message, hint="lower train.micro_batch_size or train.train_seq_len "
-                                         "(more accumulation steps keep the batch)")
-    t, block = hp.train, hp.model.attn_block_size
-    if validating:
-        shorter = max(block, t.val_seq_len // 2 // block * block)
-        return DeviceError(f"{message} during validation",
-                           hint=f"lower train.val_seq_len (now {t.val_seq_len}, {t.val_seq_len / t.train_seq_len:g}x "
-                                f"the training length): --set train.val_seq_len={shorter}")
-    if t.micro_batch_size > 1:
-        smaller = t.micro_batch_size // 2
-        while t.batch_size % (world_size * smaller):
-            smaller -= 1
-        steps = t.batch_size // (world_size * smaller)
-        hint = (f"lower train.micro_batch_size (now {t.micro_batch_size}): --set train.micro_batch_size={smaller} "
-                f"accumulates {steps} micro-batches per step and keeps the batch of {t.batch_size} sequences")
-    else:
-        shorter = max(block, t.train_seq_len // 2 // block * block)
-        hint = (f"lower train.train_seq_len (now {t.train_seq_len}): --set train.train_seq_len={shorter} "
-                f"train.batch_size={t.batch_size * 2} keeps the tokens per step (more accumulation steps), "
-                "or spread the batch over more GPUs with --nproc")
-    return DeviceError(message, hint=hint)

@@ -19,17 +19,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from engine.allocator import retain_freed_memory
 from engine.checkpoint import latest_checkpoint, load_state_into, read_checkpoint_file, save_checkpoint
 from engine.config import Hyperparameters, config_hash, to_dict
-from engine.cuda import (choose_fast_paths, compile_failure_error, compile_for_training, detect_capabilities,
-                         environment_record, host_to_device, is_compile_failure, out_of_memory_error,
-                         prepare_model_for_device, window_argument, write_environment)
-from engine.distributed import DistContext, agree, all_reduce_mean_, shutdown
 from engine.errors import CheckpointError, EngineError, cli_lines
 from engine.metrics import MetricsWriter
 from engine.runs.protocol import STOP_REQUEST, update_status
-from engine.stopping import StopSignal
+from engine.train.allocator import retain_freed_memory
+from engine.train.device import (choose_fast_paths, compile_for_training, detect_capabilities, host_to_device,
+                                 prepare_model_for_device, window_argument)
+from engine.train.distributed import DistContext, agree, all_reduce_mean_, shutdown
+from engine.train.environment import environment_record, write_environment
+from engine.train.failures import compile_failure_error, is_compile_failure, out_of_memory_error
+from engine.train.stopping import StopSignal
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class Trainer:
         return model
 
     def build_optimizers(self) -> list[torch.optim.Optimizer]:
-        from engine.muon import setup_optimizers
+        from engine.train.muon import setup_optimizers
 
         return setup_optimizers(self.model, self.hp.optim, rank=self.ctx.rank, world_size=self.ctx.world_size)
 
@@ -131,7 +132,7 @@ class Trainer:
     def validate(self, window_blocks: int) -> dict[str, float]:
         from engine.data.prepare import token_byte_lengths
         from engine.data.shards import _load_data_shard
-        from engine.evaluate import evaluate_tokens
+        from engine.inference.evaluate import evaluate_tokens
 
         if not hasattr(self, "_val_tokens"):
             self._val_tokens = torch.cat([_load_data_shard(f).to(torch.int64) for f in self.data.val_files])
@@ -144,7 +145,7 @@ class Trainer:
         return {"val_loss": result.loss, "val_bpb": result.bpb}
 
     def sample(self) -> str:
-        from engine.sampling import sample_text
+        from engine.train.train_samples import sample_text
 
         prompt = self.hp.run.sample_prompt
         return sample_text(self.model, self.tokenizer, prompt, max_new_tokens=self.hp.run.sample_tokens,
@@ -161,21 +162,21 @@ class Trainer:
         return min(1.0, max(by_steps, by_time))
 
     def apply_schedule(self) -> float:
-        from engine.muon import Muon, lr_multiplier
+        from engine.train.muon import Muon
+        from engine.train.schedules import lr_multiplier, muon_momentum
 
         multiplier = lr_multiplier(self.progress(), self.hp.train.cooldown_frac, self.hp.train.final_lr_frac)
         for opt in self.optimizers:
             for group in opt.param_groups:
                 group["lr"] = group["initial_lr"] * multiplier
             if isinstance(opt, Muon):
-                # momentum warm-up from the speedrun: 0.85 -> configured over the first 300 steps
-                frac = min(self.step / 300, 1.0)
+                momentum = muon_momentum(self.step, self.hp.optim.muon_momentum)
                 for group in opt.param_groups:
-                    group["momentum"] = (1 - frac) * 0.85 + frac * self.hp.optim.muon_momentum
+                    group["momentum"] = momentum
         return multiplier
 
     def window_blocks(self) -> int:
-        from engine.muon import window_blocks_for_progress
+        from engine.train.schedules import window_blocks_for_progress
 
         m = self.hp.model
         return window_blocks_for_progress(self.progress(), m.max_window_tokens, m.attn_block_size)
@@ -195,7 +196,7 @@ class Trainer:
         }
 
     def save(self) -> Path | None:
-        from engine.muon import Muon
+        from engine.train.muon import Muon
 
         # every rank takes part: each holds the Muon momentum of its own shard only
         for opt in self.optimizers:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from engine.data.chat_template import default_template, render, stop_conditions
-from engine.generate import CANCELLED, STOP_TOKEN, Generator, SamplingParams, TokenChunk
+from engine.inference.generate import CANCELLED, STOP_TOKEN, Generator, SamplingParams, TokenChunk
 
 COMMANDS = {"quit": "quit", "exit": "quit", "clear": "clear", "new": "new"}
 

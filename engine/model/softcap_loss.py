@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.cpu_kernels import applies
+from engine.model.cpu_kernels import applies
 
 # rows per chunk: 256 x 2,048 fp32 logits are 2 MiB, about one core's L2 cache
 CHUNK_ROWS = 256
@@ -66,7 +66,7 @@ class _SoftcapCrossEntropy(torch.autograd.Function):
 
 
 def softcap(head_out: Tensor, *, scale: float, cap: float) -> Tensor:
-    """cap * sigmoid(scale * z) in fp32: the seed's shifted 15 * tanh soft cap, logits in (0, cap)."""
+    """cap * sigmoid(scale * z) in fp32: the original's shifted 15 * tanh soft cap, logits in (0, cap)."""
     return cap * torch.sigmoid(head_out.float() * scale)
 
 

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from engine.distributed import DistContext, all_reduce_sum
 from engine.errors import DataError
 from engine.limits import OPTION_LIMITS, check_number
 from engine.text_input import decode_utf8
+from engine.train.distributed import DistContext, all_reduce_sum
 
 if TYPE_CHECKING:
     from engine.model import GPT
@@ -217,7 +217,7 @@ def default_eval_seq_len(hyperparameters: dict[str, Any] | None, context_length:
 
 
 def generate_samples(generator, prompts: list[str], params, cancel: threading.Event | None = None) -> list[Sample]:
-    """One completion per prompt, generated as one batch (engine.generate.Generator, SamplingParams)."""
+    """One completion per prompt, generated as one batch (engine.inference.generate.Generator, SamplingParams)."""
     pieces: list[list[str]] = [[] for _ in prompts]
     reasons = [""] * len(prompts)
     encoded = [generator.encode_prompt(prompt) for prompt in prompts]

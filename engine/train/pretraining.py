@@ -1,4 +1,4 @@
-"""Pretraining entry point: `python -m engine.pretraining --run-dir D` or under torchrun.
+"""Pretraining: `python -m engine.pretraining --run-dir D` (that module is the entry point) or under torchrun.
 
 Reads the run's config.toml, prepares data, trains with Muon + Adam, and writes metrics,
 checkpoints and status into the run directory. SIGTERM saves a checkpoint and stops cleanly.
@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.stopping import StopSignal
+from engine.train.stopping import StopSignal
 
 if TYPE_CHECKING:
-    from engine.trainer import Trainer
+    from engine.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,9 @@ def build_trainer(run_dir: Path, resume: bool, stop: StopSignal) -> Trainer:
 
     from engine.config import Hyperparameters, load_toml
     from engine.data.prepare import prepare_data
-    from engine.distributed import barrier, init_distributed
     from engine.errors import ConfigError, EngineError
-    from engine.trainer import Trainer
+    from engine.train.distributed import barrier, init_distributed
+    from engine.train.trainer import Trainer
 
     if not run_dir.is_dir():
         raise EngineError(f"run directory {run_dir} does not exist", hint="create runs with: nanogpt-tui train")
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     args = parser.parse_args(argv)
-    from engine.trainer import run_entry_point  # torch loads here, after the stop handler is in place
+    from engine.train.trainer import run_entry_point  # torch loads here, after the stop handler is in place
 
     return run_entry_point(args.run_dir.resolve(), lambda stop: build_trainer(args.run_dir.resolve(), args.resume, stop), stop)
 

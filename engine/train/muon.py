@@ -1,4 +1,4 @@
-"""Muon optimiser, the seed's optimiser split (Muon + Adam) and the LR / attention-window schedules.
+"""Muon optimiser and the original's optimiser split (Muon + Adam); the schedules are in engine.train.schedules.
 
 Muon = SGD with Nesterov momentum whose update is replaced by an approximately orthogonal matrix
 (Newton–Schulz iteration). With several ranks each rank keeps the momentum of and orthogonalises
@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from engine.config import OptimConfig, next_multiple_of_n
+from engine.config import OptimConfig
 
 # quintic coefficients chosen to maximise the slope at zero; singular values land in ~(0.5, 1.5)
 _NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -240,31 +240,3 @@ def setup_optimizers(
         for group in optimizer.param_groups:
             group["initial_lr"] = group["lr"]
     return optimizers
-
-
-def lr_multiplier(progress: float, cooldown_frac: float = 0.4, final_frac: float = 0.1) -> float:
-    """1.0, then linear down to `final_frac` over the last `cooldown_frac` of training (progress in [0, 1])."""
-    # clamp: a time-budgeted or resumed run can report progress a hair outside [0, 1]
-    x = min(max(progress, 0.0), 1.0)
-    if cooldown_frac <= 0.0 or x < 1.0 - cooldown_frac:
-        return 1.0
-    w = (1.0 - x) / cooldown_frac
-    return w * 1.0 + (1.0 - w) * final_frac
-
-
-def get_lr(step: int, num_iterations: int, cooldown_frac: float = 0.4) -> float:
-    """The seed's step-based schedule: lr_multiplier(step / num_iterations)."""
-    return lr_multiplier(step / num_iterations, cooldown_frac)
-
-
-def window_blocks_for_progress(progress: float, max_window_tokens: int = 1728, block_size: int = 128) -> int:
-    """Long sliding window in attention blocks: max_window_tokens·progress rounded up to a block (>= 1)."""
-    x = min(max(progress, 0.0), 1.0)
-    return next_multiple_of_n(max_window_tokens * x, n=block_size) // block_size
-
-
-def get_window_size_blocks(
-    step: int, num_iterations: int, max_window_tokens: int = 1728, block_size: int = 128
-) -> int:
-    """The seed's window schedule by step: 1 block at step 0, 14 blocks (1792 tokens) at the end."""
-    return window_blocks_for_progress(step / num_iterations, max_window_tokens, block_size)

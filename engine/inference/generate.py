@@ -25,7 +25,7 @@ from torch import Tensor
 
 from engine.data.utf8 import BOUNDARY, Utf8Constraint
 from engine.errors import CheckpointError, ConfigError, DeviceError, EngineError
-from engine.kv_cache import KVCache
+from engine.model.kv_cache import KVCache
 from engine.sampling_params import SamplingParams
 
 if TYPE_CHECKING:
@@ -417,7 +417,7 @@ class Generator:
         return context[:, -self.max_context:], logits
 
     def _uncached_logits(self, context: Tensor) -> Tensor:
-        # the whole context again, as the seed does: the reference the cached path must equal
+        # the whole context again, as the original does: the reference the cached path must equal
         return self.model(context)[:, -1, :self.vocab_size]
 
 

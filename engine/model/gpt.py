@@ -1,6 +1,6 @@
-"""The modded-nanogpt GPT (the seed's speedrun architecture), parameterised by `ModelConfig`.
+"""The modded-nanogpt GPT (the original's speedrun architecture), parameterised by `ModelConfig`.
 
-For the seed configuration (`ModelConfig()`) the state_dict keys and shapes equal the seed's
+For the original configuration (`ModelConfig()`) the state_dict keys and shapes equal the original's
 model.py, so its checkpoints load after stripping the `_orig_mod.` prefix that torch.compile adds.
 """
 
@@ -10,23 +10,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.attention import AttentionMask, Window, attend, build_mask, dense_mask, document_ids, resolve_backend
 from engine.config import ModelConfig, next_multiple_of_n
-from engine.fp8 import fp8_linear
-from engine.kv_cache import CacheSlot, KVCache
-from engine.norms import apply_rotary, norm, qk_norm_rotary
-from engine.relu2_mlp import relu2_mlp
-from engine.softcap_loss import cross_entropy_of_logits, softcap, softcapped_cross_entropy
+from engine.model.attention import AttentionMask, Window, attend, build_mask, dense_mask, document_ids, resolve_backend
+from engine.model.fp8 import fp8_linear
+from engine.model.kv_cache import CacheSlot, KVCache
+from engine.model.norms import apply_rotary, norm, qk_norm_rotary
+from engine.model.relu2_mlp import relu2_mlp
+from engine.model.softcap_loss import cross_entropy_of_logits, softcap, softcapped_cross_entropy
 
 # rotary tables cover this many positions up front and grow when a longer sequence arrives
 DEFAULT_MAX_SEQ_LEN = 4096
-# fixed attention logit scale instead of head_dim**-0.5, as in the seed (QK-norm bounds q.k anyway)
+# fixed attention logit scale instead of head_dim**-0.5, as in the original (QK-norm bounds q.k anyway)
 ATTENTION_SCALE = 0.12
 LOGIT_SOFTCAP = 30.0
 
 
 def _uniform_init_(weight: Tensor, fan_in: int) -> None:
-    # the seed's init: uniform with std 0.5 / sqrt(fan_in), i.e. bound sqrt(3) * std
+    # the original's init: uniform with std 0.5 / sqrt(fan_in), i.e. bound sqrt(3) * std
     bound = 3**0.5 * 0.5 * fan_in**-0.5
     with torch.no_grad():
         weight.uniform_(-bound, bound)
@@ -54,7 +54,7 @@ class Rotary(nn.Module):
     def __init__(self, head_dim: int, max_seq_len: int) -> None:
         super().__init__()
         self.head_dim = head_dim
-        # non-persistent: derived from the shape, so checkpoints stay equal to the seed's
+        # non-persistent: derived from the shape, so checkpoints stay equal to the original's
         self.register_buffer("cos", torch.empty(0, head_dim // 2), persistent=False)
         self.register_buffer("sin", torch.empty(0, head_dim // 2), persistent=False)
         self.build(max_seq_len)
@@ -105,7 +105,7 @@ class CausalSelfAttention(nn.Module):
         qkv = F.linear(x, self.qkv_w.flatten(end_dim=1).type_as(x))  # (B, T, 3 * H * head_dim)
         heads = qkv.view(B, T, 3 * self.num_heads, self.head_dim)
         cos, sin = rotary
-        # queries and keys side by side through one QK-norm + rotation (engine/norms.py)
+        # queries and keys side by side through one QK-norm + rotation (engine/model/norms.py)
         qk = qk_norm_rotary(heads[:, :, :2 * self.num_heads], cos, sin)  # (B, T, 2H, head_dim)
         q, k = qk.split(self.num_heads, dim=2)  # 2 x (B, T, H, head_dim)
         v = heads[:, :, 2 * self.num_heads:]  # (B, T, H, head_dim)
@@ -159,7 +159,7 @@ class GPT(nn.Module):
         self.config = config
         # "auto" | "sdpa" | "flex"; resolved on each forward against the input's device
         self.attention_backend = attention_backend
-        # FP8 lm_head matmul while training (engine.cuda turns it on for sm89+ GPUs); bf16/fp32 otherwise
+        # FP8 lm_head matmul while training (engine.train.device turns it on for sm89+ GPUs); bf16/fp32 otherwise
         self.use_fp8_head = False
         # tokens: no layer attends farther back than this (the length the model was trained on), so
         # generation and evaluation past it stay within the distances seen in training; None = no cap
@@ -178,9 +178,9 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """Initialise every parameter as the seed does; also usable after `to_empty` from the meta device."""
+        """Initialise every parameter as the original does; also usable after `to_empty` from the meta device."""
         for embedding in [self.embed, *self.value_embeds]:
-            embedding.weight.normal_()  # nn.Embedding's default N(0, 1), which the seed keeps
+            embedding.weight.normal_()  # nn.Embedding's default N(0, 1), which the original keeps
         for block in self.blocks:
             block.lambdas.copy_(block.lambdas.new_tensor([1.0, 0.0]))
             if block.attn is not None:
@@ -213,7 +213,7 @@ class GPT(nn.Module):
                 loss_mask: Tensor | None = None) -> Tensor:
         """Logits (B, T, padded_vocab) without targets, else the cross-entropy loss (a 0-d tensor).
 
-        input_seq is (B, T) of independent sequences, or (T,) as in the seed (logits are then (1, T, V)).
+        input_seq is (B, T) of independent sequences, or (T,) as in the original (logits are then (1, T, V)).
         sliding_window_num_blocks is the long window in blocks (None = max_window_blocks()).
         loss_mask (bool, shaped like target_seq) restricts the loss to its True positions:
         "mean" averages over them, "sum" adds them up.
@@ -239,7 +239,7 @@ class GPT(nn.Module):
 
     @staticmethod
     def _logit_scale(hidden: Tensor) -> float:
-        # _logits divides the head's output by 7.5 * sqrt(model_dim) before the soft cap, as the seed does
+        # _logits divides the head's output by 7.5 * sqrt(model_dim) before the soft cap, as the original does
         return 1.0 / (7.5 * hidden.size(-1) ** 0.5)
 
     @torch.inference_mode()
@@ -318,7 +318,7 @@ class GPT(nn.Module):
         return norm(x)
 
     def _fp8_head(self, hidden: Tensor) -> bool:
-        # FP8 lm_head matmul while training in bf16 (engine.cuda turns it on for sm89+ GPUs)
+        # FP8 lm_head matmul while training in bf16 (engine.train.device turns it on for sm89+ GPUs)
         return self.use_fp8_head and self.training and hidden.dtype == torch.bfloat16
 
     def _logits(self, hidden: Tensor) -> Tensor:
@@ -328,5 +328,5 @@ class GPT(nn.Module):
 
 
 def create_model(config: ModelConfig | None = None, max_seq_len: int = DEFAULT_MAX_SEQ_LEN) -> GPT:
-    """A freshly initialised GPT; without a config, the seed's 12-layer, 6-head, 768-dim speedrun model."""
+    """A freshly initialised GPT; without a config, the original's 12-layer, 6-head, 768-dim speedrun model."""
     return GPT(config if config is not None else ModelConfig(), max_seq_len=max_seq_len)

@@ -14,7 +14,7 @@ import ctypes
 import ctypes.util
 import sys
 
-from engine.cpu_kernels import enabled
+from engine.model.cpu_kernels import enabled
 
 # mallopt parameter numbers from glibc's malloc.h
 _M_TRIM_THRESHOLD = -1

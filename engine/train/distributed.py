@@ -53,7 +53,7 @@ def init_distributed(requested_device: str) -> DistContext:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     kind = resolve_device(requested_device)
     if kind == "cuda":
-        from engine.cuda import configure_cuda_allocator
+        from engine.train.device import configure_cuda_allocator
 
         configure_cuda_allocator()  # before this process's first CUDA allocation
         if local_rank >= torch.cuda.device_count():

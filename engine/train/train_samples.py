@@ -16,7 +16,7 @@ MAX_SAMPLE_CONTEXT = 4096
 def sample_text(model: torch.nn.Module, tokenizer, prompt: str, *, max_new_tokens: int, temperature: float = 0.8,
                 top_k: int = 50, seed: int = 0, device: torch.device | str = "cpu") -> str:
     """Sample max_new_tokens after BOS + prompt with the KV-cached Generator; stops early at a document separator."""
-    from engine.generate import Generator, SamplingParams
+    from engine.inference.generate import Generator, SamplingParams
 
     was_training = model.training
     model.eval()

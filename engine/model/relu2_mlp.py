@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.cpu_kernels import applies
+from engine.model.cpu_kernels import applies
 
 # rows per chunk: 512 x 512 fp32 hidden activations are 1 MiB
 CHUNK_ROWS = 512

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from engine.cpu_kernels import applies
+from engine.model.cpu_kernels import applies
 
 
 def _rotate_(y: Tensor, cos: Tensor, sin: Tensor, sign: float) -> None:

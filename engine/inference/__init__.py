@@ -1,0 +1,5 @@
+"""Using a trained model: `generate.py` (Generator: KV cache, sampling, streaming), `chat.py` (ChatSession:
+turns through the chat template), `evaluate.py` (loss and bits per byte on held-out text, samples).
+
+The HTTP server built on these is `engine.serve`; loading a checkpoint is `engine.importer`.
+"""
