@@ -179,8 +179,8 @@ def test_local_evaluation_stops_when_cancelled(runs_root: Path) -> None:
     model = engine.load_model(entry_for(path))
     cancel = threading.Event()
     seen: list[float] = []
-    report = engine.inference.evaluate(model, None, 0, seen.append, cancel)
+    report = engine.evaluate(model, None, 0, seen.append, cancel)
     assert seen and seen[-1] == 1.0 and report.tokens > 0, "progress reaches 1 on a full evaluation"
     cancel.set()
     with pytest.raises(EvaluationCancelled):
-        engine.inference.evaluate(model, None, 0, seen.append, cancel)
+        engine.evaluate(model, None, 0, seen.append, cancel)
