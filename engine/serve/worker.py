@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from engine.generate import FAILED, Row, TokenChunk
+from engine.inference.generate import FAILED, Row, TokenChunk
 
 log = logging.getLogger(__name__)
 

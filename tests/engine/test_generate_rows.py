@@ -8,7 +8,7 @@ import pytest
 
 from engine.data.tokenizer import BPETokenizer
 from engine.errors import ConfigError
-from engine.generate import CANCELLED, FAILED, Generator, Row, SamplingParams, TokenChunk
+from engine.inference.generate import CANCELLED, FAILED, Generator, Row, SamplingParams, TokenChunk
 from engine.model import GPT
 
 # the tiny model and tokenizer of the Generator's tests, on one torch thread
@@ -54,7 +54,7 @@ def test_a_cancelled_row_ends_alone_and_the_others_go_on(model: GPT, tokenizer: 
 
 def test_a_row_whose_sampling_fails_ends_with_its_error(model: GPT, tokenizer: BPETokenizer,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.generate as generate
+    import engine.inference.generate as generate
 
     generator = Generator(model, tokenizer, max_context=64)
     broken = SamplingParams(temperature=0.5, seed=99, max_new_tokens=10)
