@@ -111,6 +111,11 @@ def filter_logits(logits: Tensor, params: SamplingParams, context: Tensor | None
 def sample_next(logits: Tensor, params: SamplingParams, generator: torch.Generator,
                 context: Tensor | None = None) -> Tensor:
     """Next token ids (B,) from logits (B, V); greedy at temperature 0, else seeded multinomial."""
+    return draw(checked_scores(logits, params, context), params, generator)
+
+
+def checked_scores(logits: Tensor, params: SamplingParams, context: Tensor | None = None) -> Tensor:
+    """filter_logits' scores (B, V), or CheckpointError/ConfigError when they cannot be sampled."""
     filtered = filter_logits(logits, params, context)
     # both checks in one device-to-host copy: a GPU is synchronised once per token, not three times
     raw_bad, filtered_bad = torch.stack([_unsamplable(logits), _unsamplable(filtered)]).tolist()
@@ -120,6 +125,11 @@ def sample_next(logits: Tensor, params: SamplingParams, generator: torch.Generat
     if filtered_bad:
         raise ConfigError("the sampling settings turn the model's scores into NaN or infinity",
                           hint="use a gentler temperature or repetition penalty (1 = none)")
+    return filtered
+
+
+def draw(filtered: Tensor, params: SamplingParams, generator: torch.Generator) -> Tensor:
+    """Token ids (B,) from checked scores (B, V): the argmax at temperature 0, else a seeded multinomial draw."""
     if params.temperature == 0:
         return filtered.argmax(dim=-1)
     probs = torch.softmax(filtered, dim=-1)
@@ -276,15 +286,45 @@ class Generator:
             row.params.validate()
         generators = [torch.Generator(device=self.device).manual_seed(row.params.seed) for row in rows]
 
-        def sample(logits: Tensor, context: Tensor) -> Tensor:
-            chosen = torch.zeros(len(rows), dtype=torch.int64, device=self.device)
-            for index in sampling_rows:
+        def scores(members: list[int]) -> list[Tensor | None]:
+            """Each member's checked scores (1, V), filtered together (they share their settings)."""
+            params = rows[members[0]].params
+            try:
+                together = checked_scores(logits[members], params, context[members])
+                return [together[k:k + 1] for k in range(len(members))]
+            except EngineError:
+                if len(members) == 1:
+                    raise
+            # some row cannot be sampled: find which, row by row
+            found: list[Tensor | None] = []
+            for index in members:
                 try:
-                    chosen[index] = sample_next(logits[index:index + 1], rows[index].params, generators[index],
-                                                context[index:index + 1])[0]
+                    found.append(checked_scores(logits[index:index + 1], rows[index].params, context[index:index + 1]))
                 except EngineError as err:
                     rows[index].error = err
+                    found.append(None)
+            return found
+
+        def sample(step_logits: Tensor, step_context: Tensor) -> Tensor:
+            nonlocal logits, context
+            logits, context = step_logits, step_context
+            chosen = torch.zeros(len(rows), dtype=torch.int64, device=self.device)
+            groups: dict[tuple[float, int, float, float], list[int]] = {}  # rows that filter alike
+            for index in sampling_rows:
+                p = rows[index].params
+                groups.setdefault((p.temperature, p.top_k, p.top_p, p.repetition_penalty), []).append(index)
+            for members in groups.values():
+                try:
+                    checked = scores(members)
+                except EngineError as err:
+                    rows[members[0]].error = err
+                    continue
+                for index, row_scores in zip(members, checked):
+                    if row_scores is not None:  # one draw from the row's own generator, as alone
+                        chosen[index] = draw(row_scores, rows[index].params, generators[index])[0]
             return chosen
+
+        logits = context = torch.empty(0)  # this step's, set by sample
 
         sampling_rows: list[int] = []  # set by _decode before each call: the rows that sample this step
         yield from self._decode(rows, sample, sampling_rows)

@@ -30,6 +30,9 @@ def test_rows_with_their_own_settings_equal_each_alone(model: GPT, tokenizer: BP
                                                              max_new_tokens=40, repetition_penalty=1.3)),
         Row(generator.encode_prompt("fox"), SamplingParams(temperature=1.0, seed=1, max_new_tokens=25,
                                                            stop_strings=("o",))),
+        # the first row's settings with another seed and prompt: filtered together with it, drawn apart
+        Row(generator.encode_prompt("the quick brown"), SamplingParams(temperature=0.9, top_k=20, seed=3,
+                                                                       max_new_tokens=30)),
     ]
     together = list(generator.generate_rows(rows))
     for index, row in enumerate(rows):
@@ -60,14 +63,14 @@ def test_a_row_whose_sampling_fails_ends_with_its_error(model: GPT, tokenizer: B
     broken = SamplingParams(temperature=0.5, seed=99, max_new_tokens=10)
     good = SamplingParams(temperature=0.5, seed=1, max_new_tokens=10)
     alone = outcome(list(generator.generate([0, 5], good)))
-    real = generate.sample_next
+    real = generate.checked_scores
 
-    def sample_next(logits, params, rng, context=None):  # noqa: ANN001 - the real signature
+    def checked_scores(logits, params, context=None):  # noqa: ANN001 - the real signature
         if params is broken:
             raise ConfigError("the sampling settings turn the model's scores into NaN or infinity")
-        return real(logits, params, rng, context)
+        return real(logits, params, context)
 
-    monkeypatch.setattr(generate, "sample_next", sample_next)
+    monkeypatch.setattr(generate, "checked_scores", checked_scores)
     rows = [Row([0, 5], broken), Row([0, 5], good)]
     chunks = list(generator.generate_rows(rows))
     assert outcome(chunks, 0)[2] == FAILED and isinstance(rows[0].error, ConfigError)
