@@ -9,10 +9,9 @@ import time
 import pytest
 import torch
 
-from engine.serve import worker as worker_module
-
 from engine.data.tokenizer import train_bpe
 from engine.inference.generate import Generator, Row, SamplingParams
+from engine.serve import worker as worker_module
 from engine.serve.protocol import CompletionRequest
 from engine.serve.service import CompletionReply, Delta, Done, ServedModel
 from engine.serve.worker import END, JobFailed
