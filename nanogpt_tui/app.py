@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from textual.app import App, InvalidThemeError, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.notifications import SeverityLevel
 from textual.theme import Theme
 
 from engine import paths
@@ -233,6 +234,11 @@ class NanoGPTApp(App[None]):
     def set_default_preset(self, name: str) -> None:
         self.update_settings(dataclasses.replace(self.settings, default_preset=name))
         self.notify(f"New runs start from the {name} preset.")
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Always plain text: notifications quote paths, file contents and model output, which are not markup."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def show_error(self, error: BaseException, title: str = "Error") -> None:
         self.notify(error_text(error), title=title, severity="error", timeout=8)

@@ -170,9 +170,9 @@ class CheckpointsScreen(AppScreen[None]):
             fmt.loss(entry.number("val_bpb")),
             fmt.count(entry.number("num_params") or 0),
             fmt.size(entry.number("size_bytes") or 0),
-            shown(entry, "tokenizer"),
+            Text(shown(entry, "tokenizer")),  # sidecar text: a str cell would be read as markup
             fmt.started(entry.number("created_at")),
-            _short_parent(parent) if isinstance(parent, str) and parent else "—",
+            Text(_short_parent(parent)) if isinstance(parent, str) and parent else "—",
         )
 
     def _selected_key(self) -> str | None:

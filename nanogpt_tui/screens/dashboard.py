@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.events import Resize
+from textual.markup import escape
 from textual.widgets import Footer, Header, ProgressBar, Sparkline, Static
 
 from engine.errors import ConfigError
@@ -142,7 +143,7 @@ class DashboardScreen(AppScreen[None]):
         self._show("#stats", f"loss  {fmt.loss(snap.last_loss)}\nval   {val}\nlr    {lr}\n"
                              f"tok/s {fmt.rate(snap.last_tokens_per_s)}")
         if snap.sample:
-            self._show("#sample", f"[b]sample at step {snap.sample_step}[/b]\n{snap.sample}")
+            self._show("#sample", f"[b]sample at step {snap.sample_step}[/b]\n{escape(snap.sample)}")
         self._show_progress()
 
     def _show(self, selector: str, text: str, layout: bool = False) -> None:
@@ -166,7 +167,7 @@ class DashboardScreen(AppScreen[None]):
         self.notify_file_problems(f"{info.name}/{problem}" for problem in info.problems)
         style = fmt.STATE_STYLES.get(info.state, "")
         # the state first: a long run name is cut at the bar, and the state is what the title is read for
-        self._show("#run-title", f"[{style}]{info.state}[/] · [b]{info.name}[/b] · {info.preset}")
+        self._show("#run-title", f"[{style}]{info.state}[/] · [b]{info.name}[/b] · {escape(info.preset)}")
         outcome = self.query_one("#outcome", Static)
         outcome.display = info.state in ("finished", "failed", "stopped")
         outcome.set_class(info.state == "failed", "failed")
@@ -183,7 +184,8 @@ class DashboardScreen(AppScreen[None]):
             return ""
         last_lines = [line for line in self.query_one(LogTail).lines if line.strip()][-FAILED_LOG_LINES:]
         reason = info.message.splitlines()[0] if info.message else "no reason recorded"
-        return "\n".join([f"Failed: {reason}", *last_lines])
+        # the message and the log are the run's text, not markup
+        return escape("\n".join([f"Failed: {reason}", *last_lines]))
 
     def _show_progress(self) -> None:
         info, snap = self._info, self._snapshot

@@ -213,7 +213,7 @@ class EvaluateScreen(AppScreen[None]):
         report = event.report
         table = self.query_one("#eval-results", DataTable)
         key = f"result-{table.row_count}"
-        table.add_row(event.label, report.data, fmt.count(report.tokens), f"{report.loss:.4f}", f"{report.bpb:.4f}",
+        table.add_row(Text(event.label), Text(report.data), fmt.count(report.tokens), f"{report.loss:.4f}", f"{report.bpb:.4f}",
                       fmt.duration(report.seconds) if report.seconds >= 1 else f"{report.seconds:.2f}s", "", key=key)
         self._results.append((key, report.bpb))
         best = min(self._results, key=lambda result: result[1])[0]

@@ -143,7 +143,7 @@ class RunsScreen(AppScreen[None]):
             MARK if run.name in self._marked else "",
             run.name,
             run.kind,
-            run.preset,
+            Text(run.preset),  # from run.json: a str cell would be read as markup
             Text(run.state, style=fmt.STATE_STYLES.get(run.state, "")),
             run.steps_label,
             fmt.loss(run.last_loss),

@@ -562,3 +562,33 @@ async def test_the_app_starts_on_an_unusable_data_home(tmp_path: Path, monkeypat
         await pilot.press("ctrl+t")  # saving the theme cannot work: said, not raised
         await wait_for(pilot, lambda: any(severity == "error" for _, severity in shown), what="the error notice")
         assert app.is_running
+
+
+MARKUP = "[/] [bold [link=x]y[/link] [/red]"  # Rich/Textual markup that does not parse
+
+
+@pytest.mark.parametrize("where", ["sample", "message", "log", "preset", "status", "tokenizer"])
+async def test_markup_in_files_is_shown_as_text(runs_root: Path, where: str) -> None:
+    from nanogpt_tui.screens.dashboard import DashboardScreen
+    from tests.tui.conftest import wait_for, write_run
+    from tests.tui.model_fixtures import save_tiny_checkpoint
+    from tests.tui.test_runs_screen import table_rows
+
+    given = {"sample": {"sample": MARKUP}, "message": {"message": MARKUP}, "log": {"log": MARKUP + "\n"}}
+    run_dir = write_run(runs_root, "m", steps=3, state="failed", **given.get(where, {}))
+    if where == "preset":
+        meta = json.loads((run_dir / "run.json").read_text())
+        (run_dir / "run.json").write_text(json.dumps({**meta, "preset": MARKUP}))
+    if where == "status":  # a notice quotes the wrong value
+        update_status(run_dir, state=MARKUP)
+    if where == "tokenizer":
+        sidecar = save_tiny_checkpoint(runs_root, "m").with_suffix(".json")
+        sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "tokenizer": MARKUP}))
+    app = _app(runs_root)
+    async with app.run_test(size=(120, 40)) as pilot:  # type: ignore[attr-defined]
+        await wait_for(pilot, lambda: "m" in table_rows(app), what="the row")
+        app.push_screen(DashboardScreen("m"))  # type: ignore[attr-defined]
+        await pilot.pause(0.5)
+        await pilot.press("escape", "2")
+        await pilot.pause(0.5)
+        assert app.is_running  # type: ignore[attr-defined]
