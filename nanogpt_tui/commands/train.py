@@ -20,6 +20,7 @@ def resolve_config(args: argparse.Namespace) -> Hyperparameters:
 def follow(manager: RunManager, name: str) -> RunInfo:
     """Show step/total, loss, tokens/s and ETA until the run ends; Ctrl-C stops it (with a checkpoint)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from engine.metrics import MetricsReader
@@ -42,7 +43,8 @@ def follow(manager: RunManager, name: str) -> RunInfo:
                     elif event["kind"] == "val":
                         val = f"{event['val_loss']:.4f}"
                     elif event["kind"] == "sample":
-                        progress.console.print(f"[dim]sample at step {event['step']}:[/dim]\n{event['text']}")
+                        # the model's text, not markup ("[/]" in a sample would stop the progress display)
+                        progress.console.print(f"[dim]sample at step {event['step']}:[/dim]\n{escape(event['text'])}")
                     progress.update(task, completed=event["step"], loss=loss, val=val, speed=speed)
                 info = manager.get(name)
                 if info.state in TERMINAL_STATES:

@@ -592,3 +592,13 @@ async def test_markup_in_files_is_shown_as_text(runs_root: Path, where: str) -> 
         await pilot.press("escape", "2")
         await pilot.pause(0.5)
         assert app.is_running  # type: ignore[attr-defined]
+
+
+def test_following_a_run_prints_a_sample_with_markup_as_text(runs_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.runs import RunManager
+    from nanogpt_tui.commands.train import follow
+    from tests.tui.conftest import write_run
+
+    write_run(runs_root, "ended", steps=3, sample=MARKUP)
+    assert follow(RunManager(runs_root), "ended").state == "finished"
+    assert "[/red]" in capsys.readouterr().err, "the sample was not printed as it is"
