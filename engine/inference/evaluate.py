@@ -10,7 +10,7 @@ import glob
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +41,43 @@ def loss_and_bpb(total_nats: float, total_tokens: int, total_bytes: int) -> Loss
     return LossResult(loss, bpb, total_tokens, total_bytes)
 
 
+# one batch to score: inputs and targets (B, T) on the model's device, and a loss mask (B, T) or None
+Batch = tuple[Tensor, Tensor, Tensor | None]
+
+
 @torch.inference_mode()
+def evaluate_batches(model: Callable[..., Tensor], batches: Iterable[Batch], token_bytes: Tensor, *,
+                     window_blocks: int | Tensor | None = None, ctx: DistContext | None = None,
+                     cancel: threading.Event | None = None) -> LossResult:
+    """The one validation loop: summed loss, tokens and UTF-8 bytes over `batches`, added up over the ranks.
+
+    `model` is the GPT (or the module the training steps call) and is called with reduction="sum";
+    with a loss mask only its True targets count. token_bytes: (V,) byte length per token id.
+    A set `cancel` (single process only) stops early: the result covers the batches done so far.
+    """
+    module = model if isinstance(model, torch.nn.Module) else None
+    was_training = module.training if module is not None else False
+    if module is not None:
+        module.eval()
+    total_nats = total_bytes = total_tokens = 0.0
+    try:
+        for inputs, targets, mask in batches:
+            if cancel is not None and cancel.is_set():
+                break
+            extra = {} if mask is None else {"loss_mask": mask}
+            total_nats += float(model(inputs, targets, window_blocks, reduction="sum", **extra))
+            counted = targets if mask is None else targets[mask]  # the target ids the loss covers
+            token_bytes = token_bytes.to(counted.device)  # moved once: a no-op from the second batch on
+            total_tokens += counted.numel()
+            total_bytes += float(token_bytes[counted].sum())
+    finally:
+        if module is not None:
+            module.train(was_training)
+    if ctx is not None:
+        total_nats, total_tokens, total_bytes = all_reduce_sum([total_nats, total_tokens, total_bytes], ctx)
+    return loss_and_bpb(total_nats, int(total_tokens), int(total_bytes))
+
+
 def evaluate_tokens(
     model: torch.nn.Module,
     tokens: Tensor,
@@ -49,7 +85,7 @@ def evaluate_tokens(
     token_bytes: Tensor,
     *,
     batch_size: int = 1,
-    window_blocks: int | None = None,
+    window_blocks: int | Tensor | None = None,
     max_tokens: int = 0,
     ctx: DistContext | None = None,
     device: torch.device | str = "cpu",
@@ -58,8 +94,7 @@ def evaluate_tokens(
 ) -> LossResult:
     """Summed loss over `tokens` (1-D) cut into rows of seq_len; rows are split across ranks.
 
-    token_bytes: (V,) byte length per token id. Targets that are special tokens count 0 bytes.
-    A set `cancel` (single process only) stops early: the result covers the rows done so far.
+    Targets that are special tokens count 0 bytes (token_bytes). `progress` gets the fraction done.
     """
     usable = tokens.numel() - 1
     if max_tokens:
@@ -69,27 +104,19 @@ def evaluate_tokens(
         # a short text: evaluate it as one row, which the model accepts when padded to a block
         num_rows, seq_len = 1, usable
     rank, world = (ctx.rank, ctx.world_size) if ctx else (0, 1)
-    token_bytes = token_bytes.to(device)
-    total_nats = total_bytes = total_tokens = 0.0
-    was_training = model.training
-    model.eval()
     my_rows = list(range(rank, num_rows, world))
-    for start in range(0, len(my_rows), batch_size):
-        if cancel is not None and cancel.is_set():
-            break
-        rows = my_rows[start:start + batch_size]
-        inputs = torch.stack([tokens[r * seq_len:(r + 1) * seq_len] for r in rows]).to(device, torch.int64)
-        targets = torch.stack([tokens[r * seq_len + 1:(r + 1) * seq_len + 1] for r in rows]).to(device, torch.int64)
-        loss_sum = model(inputs, targets, window_blocks, reduction="sum")  # (B, T) rows summed
-        total_nats += float(loss_sum)
-        total_tokens += targets.numel()
-        total_bytes += float(token_bytes[targets].sum())
-        if progress is not None:
-            progress(min(1.0, (start + len(rows)) / max(len(my_rows), 1)))
-    model.train(was_training)
-    if ctx is not None:
-        total_nats, total_tokens, total_bytes = all_reduce_sum([total_nats, total_tokens, total_bytes], ctx)
-    return loss_and_bpb(total_nats, int(total_tokens), int(total_bytes))
+
+    def batches() -> Iterator[Batch]:
+        for start in range(0, len(my_rows), batch_size):
+            rows = my_rows[start:start + batch_size]
+            inputs = torch.stack([tokens[r * seq_len:(r + 1) * seq_len] for r in rows])  # (B, T)
+            targets = torch.stack([tokens[r * seq_len + 1:(r + 1) * seq_len + 1] for r in rows])  # (B, T)
+            yield inputs.to(device, torch.int64), targets.to(device, torch.int64), None
+            # resumed once the batch is scored
+            if progress is not None:
+                progress(min(1.0, (start + len(rows)) / max(len(my_rows), 1)))
+
+    return evaluate_batches(model, batches(), token_bytes, window_blocks=window_blocks, ctx=ctx, cancel=cancel)
 
 
 # --------------------------------------------------------------------------- checkpoints on any data

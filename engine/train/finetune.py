@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import math
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,32 +222,25 @@ class FinetuneTrainer(Trainer):
         m = self.hp.model
         return window_blocks_for_progress(1.0, m.max_window_tokens, m.attn_block_size)
 
-    @torch.inference_mode()
     def validate(self, window_blocks: int) -> dict[str, float]:
         """Loss and bits per byte on the held-out conversations' assistant tokens."""
         from engine.data.prepare import token_byte_lengths
-        from engine.inference.evaluate import loss_and_bpb
+        from engine.inference.evaluate import Batch, evaluate_batches
         from engine.train.device import window_argument
-        from engine.train.distributed import all_reduce_sum
 
         if not hasattr(self, "_token_bytes"):
             self._token_bytes = torch.tensor(token_byte_lengths(self.tokenizer), dtype=torch.float64)
-        val = self.data.dataset.val
-        window = window_argument(window_blocks, self.fast_paths, self.device)
-        was_training = self.model.training
-        self.model.eval()
-        nats = tokens = num_bytes = 0.0
+        val, size = self.data.dataset.val, self.hp.train.micro_batch_size
         my_rows = list(range(self.ctx.rank, len(val), self.ctx.world_size))
-        for start in range(0, len(my_rows), self.hp.train.micro_batch_size):
-            rows = torch.tensor(my_rows[start:start + self.hp.train.micro_batch_size])
-            batch = val.tokens[rows].to(self.device, torch.int64)  # (B, seq_len + 1)
-            mask = val.mask[rows, 1:].to(self.device)  # (B, seq_len)
-            nats += float(self.step_model(batch[:, :-1], batch[:, 1:], window, reduction="sum", loss_mask=mask))
-            tokens += float(mask.sum())
-            num_bytes += float(self._token_bytes[batch[:, 1:][mask].cpu()].sum())
-        self.model.train(was_training)
-        nats, tokens, num_bytes = all_reduce_sum([nats, tokens, num_bytes], self.ctx)
-        result = loss_and_bpb(nats, int(tokens), int(num_bytes))
+
+        def batches() -> Iterator[Batch]:
+            for start in range(0, len(my_rows), size):
+                rows = torch.tensor(my_rows[start:start + size])
+                batch = val.tokens[rows].to(self.device, torch.int64)  # (B, seq_len + 1)
+                yield batch[:, :-1], batch[:, 1:], val.mask[rows, 1:].to(self.device)  # mask: (B, seq_len)
+
+        result = evaluate_batches(self.step_model, batches(), self._token_bytes, ctx=self.ctx,
+                                  window_blocks=window_argument(window_blocks, self.fast_paths, self.device))
         return {"val_loss": result.loss, "val_bpb": result.bpb}
 
     def sample(self) -> str:

@@ -17,6 +17,7 @@ from engine.inference.evaluate import (
     EvalData,
     default_eval_seq_len,
     eval_data,
+    evaluate_batches,
     evaluate_model,
     evaluate_tokens,
     generate_samples,
@@ -39,9 +40,11 @@ class UniformModel(torch.nn.Module):
         self.vocab = vocab
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor, window: object = None,
-                reduction: str = "mean") -> torch.Tensor:
+                reduction: str = "mean", loss_mask: torch.Tensor | None = None) -> torch.Tensor:
         logits = torch.zeros(*inputs.shape, self.vocab)  # (B, T, V)
-        return F.cross_entropy(logits.view(-1, self.vocab), targets.reshape(-1), reduction=reduction)
+        if loss_mask is not None:
+            logits, targets = logits[loss_mask], targets[loss_mask]
+        return F.cross_entropy(logits.reshape(-1, self.vocab), targets.reshape(-1), reduction=reduction)
 
 
 def test_bits_per_byte_by_hand() -> None:
@@ -55,6 +58,19 @@ def test_bits_per_byte_by_hand() -> None:
     assert result.bpb == pytest.approx(16 / 14)
     assert loss_and_bpb(8 * math.log(2), 8, 8).bpb == pytest.approx(1.0), "1 bit per token and byte"
     assert math.isnan(loss_and_bpb(1.0, 1, 0).bpb)
+
+
+def test_a_loss_mask_counts_only_its_targets_and_their_bytes() -> None:
+    # the fine-tune loop's batches: only the masked (assistant) targets count, in tokens and in bytes
+    token_bytes = torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64)
+    inputs = torch.tensor([[0, 1, 2], [3, 2, 1]])
+    targets = torch.tensor([[1, 2, 3], [2, 1, 0]])
+    mask = torch.tensor([[False, True, True], [True, False, False]])
+    model = UniformModel(4).train()
+    result = evaluate_batches(model, [(inputs, targets, mask)], token_bytes)
+    assert (result.tokens, result.bytes) == (3, 2 + 3 + 2)
+    assert result.loss == pytest.approx(math.log(4))
+    assert model.training, "the model is put back in training mode"
 
 
 def test_data_sources(tokenizer: BPETokenizer, tmp_path: Path) -> None:

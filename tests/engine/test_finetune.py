@@ -124,6 +124,23 @@ def test_greedy_chat_reproduces_a_trained_answer(finetuned) -> None:
     assert len(correct) >= 2, f"trained answers did not come back: {replies}"
 
 
+def test_validation_scores_the_held_out_assistant_targets_only(finetuned) -> None:
+    import math
+
+    from engine.data.prepare import token_byte_lengths
+
+    trainer, _ = finetuned
+    val, window = trainer.data.dataset.val, trainer.window_blocks()
+    got = trainer.validate(window)
+    tokens, mask = val.tokens.to(torch.int64), val.mask[:, 1:]  # (N, T + 1), (N, T)
+    with torch.no_grad():  # every held-out row at once, by hand
+        nats = float(trainer.model(tokens[:, :-1], tokens[:, 1:], window, reduction="sum", loss_mask=mask))
+    num_bytes = float(torch.tensor(token_byte_lengths(trainer.tokenizer), dtype=torch.float64)[tokens[:, 1:][mask]].sum())
+    assert 0 < int(mask.sum()) < mask.numel(), "the held-out rows mix assistant and other tokens"
+    assert got["val_loss"] == pytest.approx(nats / int(mask.sum()), rel=1e-4)
+    assert got["val_bpb"] == pytest.approx(nats / (math.log(2) * num_bytes), rel=1e-4)
+
+
 def test_resume_matches_an_uninterrupted_run(parent_checkpoint: Path, tmp_path: Path) -> None:
     data = _write_conversations(tmp_path / "chat.json")
     settings = ("train.batch_size=2", "finetune.epochs=6", "finetune.lr=1e-3", "run.val_every=0",
