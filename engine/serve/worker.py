@@ -71,16 +71,18 @@ class Job:
         self.ended = asyncio.Event()  # END has arrived (set on the loop)
         self._lock = threading.Lock()
         self._wake_pending = False  # a wake-up is already on its way to the loop
+        self._waiting = False  # the reader is blocked in next_event (else it takes what is there when it comes back)
 
     def post(self, event: Any) -> None:
         """Hand an event to the asyncio side; called from the worker thread.
 
-        The loop is woken once for all events posted until it runs, not once per token: each
-        wake-up costs the loop a pass and takes the GIL from the generating thread.
+        The loop is woken once for all events posted until it runs, and only when the reader
+        waits for them (a stream gathering tokens for its next event does not) or for the end:
+        each wake-up costs the loop a pass and takes the GIL from the generating thread.
         """
         with self._lock:
             self._events.append(event)
-            if self._wake_pending:
+            if self._wake_pending or not (self._waiting or event is END):
                 return
             self._wake_pending = True
         try:
@@ -96,10 +98,17 @@ class Job:
         self._ready.set()
 
     async def next_event(self) -> Any:
-        while not self._events:
-            self._ready.clear()
-            await self._ready.wait()
-        return self._events.popleft()
+        while True:
+            with self._lock:
+                if self._events:
+                    return self._events.popleft()
+                self._waiting = True
+                self._ready.clear()
+            try:
+                await self._ready.wait()
+            finally:
+                with self._lock:
+                    self._waiting = False
 
     def take_waiting(self, kind: type) -> list[Any]:
         """The events of `kind` already waiting at the front (removed), without waiting for more."""
