@@ -10,6 +10,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
+from textual.markup import escape
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, Static
 from textual.worker import Worker
@@ -80,7 +81,9 @@ class FinetuneFormScreen(AppScreen[RunInfo | None]):
         # placeholders until the parent's settings arrive (FinetuneDefaultsRead fills the fields)
         defaults = FinetuneConfig()
         yield Header()
-        yield Static(f"Fine-tune from [b]{self.parent_entry.label}[/b]  ({self.parent_entry.path})", classes="screen-title")
+        # a path may hold brackets, which are not markup
+        yield Static(f"Fine-tune from [b]{escape(self.parent_entry.label)}[/b]  ({escape(str(self.parent_entry.path))})",
+                     classes="screen-title")
         with VerticalScroll(id="ft-form"):
             yield Static("Data", classes="section")
             yield self._row("Conversations", PathInput(
