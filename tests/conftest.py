@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,14 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # where OpenMP's spin-waiting makes steps 50x slower
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     return home
+
+
+@pytest.fixture(autouse=True)
+def restore_stop_signal_handlers():
+    """Puts SIGTERM/SIGINT/SIGHUP back after each test: an in-process run_entry_point installs StopSignal,
+    which ignores SIGHUP, and every process a later test spawns would inherit the ignore (the SIGHUP test's
+    CLI then never exits)."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
