@@ -9,6 +9,7 @@ Each request becomes one row (`engine.inference.generate.Row`) of the worker's b
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,8 +34,8 @@ class Done:
     dropped_messages: int = 0  # old turns left out so the conversation fits the context
 
 
-class Reply:
-    """One request's row and the events its chunks become (the worker's `Work`)."""
+class Reply(ABC):
+    """One request's row and the events its chunks become (the worker's `Work`); a chat or a completion."""
 
     def __init__(self, served: ServedModel, echo: str = "") -> None:
         self.served = served
@@ -43,8 +44,9 @@ class Reply:
         self.dropped = 0
         self.produced = 0
 
+    @abstractmethod
     def prepare(self, cancel: threading.Event) -> Row:
-        raise NotImplementedError
+        """The generator row for this request: its prompt, sampling settings and cancel event."""
 
     def events(self, chunk: TokenChunk) -> Iterator[Any]:
         """Delta for the chunk's text, and Done after the last chunk."""
