@@ -93,12 +93,13 @@ def _timed(name: str, step_fn, steps: int, warmup: int, device: torch.device, to
 
 def measure_ours(hp: Hyperparameters, shard: Path, fp8: bool, steps: int, warmup: int, run_dir: Path) -> Measurement:
     from engine.train.distributed import init_distributed
+    from engine.train.task import PretrainTask
     from engine.train.trainer import StopSignal, Trainer
 
     ctx = init_distributed(hp.run.device)
     torch.manual_seed(0)
     data = SimpleNamespace(train_files=[shard], val_files=[], tokenizer=None)
-    trainer = Trainer(hp, run_dir, ctx, data, stop=StopSignal(), resume=False, kind="pretrain")
+    trainer = Trainer(hp, run_dir, ctx, PretrainTask(data), stop=StopSignal(), resume=False)
     trainer.model.use_fp8_head = fp8 and trainer.fast_paths.fp8_head
     trainer.step = START_STEP
     name = f"ours compile={'on' if trainer.fast_paths.compile else 'off'} fp8={'on' if trainer.model.use_fp8_head else 'off'}"

@@ -1,6 +1,6 @@
 """Training rows in a fresh shuffled order every epoch (`data.sampling = "shuffled"`).
 
-The seed streams its shards front to back, which suits FineWeb: its documents are shuffled and a
+The original streams its shards front to back, which suits FineWeb: its documents are shuffled and a
 step's 48Ki tokens span many of them. A small corpus such as the embedded Shakespeare is stored
 play by play, so a step's contiguous 4,096 tokens come from one scene and consecutive steps from
 the same play: the gradients are far less varied than the batch size suggests. Here the training
@@ -10,9 +10,10 @@ epoch still reads each token once. (Rows at independent random offsets, as nanoG
 scored worse in the CPU benchmark: 2.078 bpb against 2.038-2.043 shuffled and 2.052-2.060
 sequential, because drawing with replacement leaves a fifth of the text unseen in 1.5 epochs.)
 
-The order is seeded by (seed, epoch) and the position (epoch, row) goes into checkpoints, so a
-resumed run reads exactly the rows an uninterrupted one would; all ranks walk the same global
-order and each takes its own share of every micro-batch.
+The order comes from the one epoch shuffler (`engine/data/epoch_order.py`): seeded by (seed,
+epoch), walked by a cursor whose position (epoch, row) goes into checkpoints, so a resumed run
+reads exactly the rows an uninterrupted one would; all ranks walk the same global order and each
+takes its own share of every micro-batch.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from engine.data.epoch_order import EpochCursor, epoch_generator
 from engine.data.shards import _load_data_shard, count_tokens
 from engine.errors import DataError
 
@@ -40,8 +42,7 @@ class ShuffledRowStream:
         self.files = [Path(path) for path in files]
         self.rows_per_rank, self.seq_len = rows_per_rank, seq_len
         self.rank, self.world_size, self.seed = rank, world_size, seed
-        self.epoch, self.position = 0, 0  # the next row: its epoch and index in that epoch's order
-        self._order: tuple[int, Tensor] | None = None
+        self.cursor = EpochCursor(self._epoch_starts)
         total = count_tokens(self.files)
         if total > MAX_SHUFFLED_TOKENS:
             raise DataError(f"data.sampling = 'shuffled' holds the training tokens in memory, and these shards "
@@ -55,40 +56,26 @@ class ShuffledRowStream:
     def __iter__(self) -> ShuffledRowStream:
         return self
 
-    def _epoch_starts(self) -> Tensor:
-        """Start offsets of this epoch's rows in their shuffled order."""
-        if self._order is None or self._order[0] != self.epoch:
-            assert self._tokens is not None
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            # a fresh grid offset each epoch, so row boundaries fall elsewhere every pass
-            offset = int(torch.randint(self.seq_len, (1,), generator=generator))
-            num_rows = (len(self._tokens) - 1 - offset) // self.seq_len
-            if num_rows < 1:  # a split shorter than two rows: start at 0, where one row fits
-                offset, num_rows = 0, 1
-            starts = offset + self.seq_len * torch.randperm(num_rows, generator=generator)
-            self._order = (self.epoch, starts)
-        return self._order[1]
+    def _epoch_starts(self, epoch: int) -> Tensor:
+        """Start offsets of `epoch`'s rows in their shuffled order."""
+        assert self._tokens is not None
+        generator = epoch_generator(self.seed, epoch)
+        # a fresh grid offset each epoch, so row boundaries fall elsewhere every pass
+        offset = int(torch.randint(self.seq_len, (1,), generator=generator))
+        num_rows = (len(self._tokens) - 1 - offset) // self.seq_len
+        if num_rows < 1:  # a split shorter than two rows: start at 0, where one row fits
+            offset, num_rows = 0, 1
+        return offset + self.seq_len * torch.randperm(num_rows, generator=generator)
 
     def __next__(self) -> tuple[Tensor, Tensor]:
         if self._tokens is None:
             self._tokens = torch.cat([_load_data_shard(path) for path in self.files]).to(torch.int32)
-        chunk: list[Tensor] = []
-        needed = self.rows_per_rank * self.world_size
-        while needed:  # the global chunk of rows may span two epochs
-            starts = self._epoch_starts()
-            if self.position == len(starts):
-                self.epoch, self.position = self.epoch + 1, 0
-                continue
-            taken = starts[self.position:self.position + needed]
-            chunk.append(taken)
-            self.position += len(taken)
-            needed -= len(taken)
-        starts = torch.cat(chunk)[self.rank * self.rows_per_rank:(self.rank + 1) * self.rows_per_rank]
+        starts = self.cursor.take_share(self.rows_per_rank, self.rank, self.world_size)
         windows = self._tokens[starts[:, None] + torch.arange(self.seq_len + 1)]  # (rows_per_rank, seq_len + 1)
         return windows[:, :-1].reshape(-1), windows[:, 1:].reshape(-1).to(torch.int64)
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "row": self.position}
+        return {"epoch": self.cursor.epoch, "row": self.cursor.position}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["row"])
+        self.cursor.epoch, self.cursor.position = int(state["epoch"]), int(state["row"])

@@ -1,7 +1,9 @@
 """Training: the loop shared by pretraining and fine-tuning, and what it is built from.
 
-`trainer.py` (Trainer, run_entry_point), `pretraining.py` and `finetune.py` (what each kind of run
-reads and trains on; `python -m engine.pretraining` / `engine.finetune` are their entry points),
+`trainer.py` (Trainer, the loop), `task.py` (TrainingTask, what a run trains on, and PretrainTask),
+`entry.py` (run_entry_point: a trainer as a process's job, failures as a status), `pretraining.py` and
+`finetune.py` (what each kind of run reads; FinetuneTask; `python -m engine.pretraining` /
+`engine.finetune` are their entry points),
 `muon.py` (Muon, Newton–Schulz, setup_optimizers), `schedules.py` (LR, Muon momentum warm-up, attention
 window), `device.py` (capabilities and the fast paths chosen from them), `environment.py`
 (environment.json), `failures.py` (OOM and compile failures as errors with a hint), `distributed.py`,
@@ -18,7 +20,7 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "Trainer": "engine.train.trainer", "run_entry_point": "engine.train.trainer",
+    "Trainer": "engine.train.trainer", "run_entry_point": "engine.train.entry",
     "Muon": "engine.train.muon", "zeropower_via_newtonschulz5": "engine.train.muon",
     "setup_optimizers": "engine.train.muon",
     "get_lr": "engine.train.schedules", "get_window_size_blocks": "engine.train.schedules",

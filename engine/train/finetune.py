@@ -25,7 +25,10 @@ from engine.config import Hyperparameters, ModelConfig, apply_overrides, from_di
 from engine.data.conversations import ConversationDataset, ConversationReport, first_few
 from engine.errors import CheckpointError, ConfigError
 from engine.train.device import host_to_device
-from engine.train.trainer import StopSignal, Trainer, run_entry_point
+from engine.train.entry import run_entry_point
+from engine.train.stopping import StopSignal
+from engine.train.task import TrainingTask
+from engine.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -130,124 +133,103 @@ def plan_steps(hp: Hyperparameters, train_rows: int, *, validate_each_epoch: boo
     return dataclasses.replace(hp, train=dataclasses.replace(hp.train, num_iterations=steps), run=run)
 
 
-class RowStream:
-    """Training rows in a fresh seeded order each epoch; every call hands each rank its share.
+class ConversationBatches:
+    """Fine-tuning batches: packed conversation rows in the one epoch shuffler's order, with their loss masks."""
 
-    The position (epoch, row) is saved in checkpoints, so a resumed run sees exactly the rows an
-    uninterrupted one would.
-    """
+    def __init__(self, rows: Any, micro_batch_size: int, ctx: Any, seed: int) -> None:
+        from engine.data.epoch_order import ShuffledRowIndices
 
-    def __init__(self, num_rows: int, rows_per_rank: int, *, rank: int, world_size: int, seed: int) -> None:
-        assert num_rows > 0, "no training rows to stream"
-        self.num_rows, self.rows_per_rank = num_rows, rows_per_rank
-        self.rank, self.world_size, self.seed = rank, world_size, seed
-        self.epoch, self.position = 0, 0
-        self._order: tuple[int, list[int]] | None = None
+        self.rows = rows  # PackedRows: tokens and mask, (num_rows, seq_len + 1) each
+        self.order = ShuffledRowIndices(len(rows), micro_batch_size, rank=ctx.rank, world_size=ctx.world_size,
+                                        seed=seed)
 
-    def _epoch_order(self) -> list[int]:
-        if self._order is None or self._order[0] != self.epoch:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            self._order = (self.epoch, torch.randperm(self.num_rows, generator=generator).tolist())
-        return self._order[1]
-
-    def next_rows(self) -> list[int]:
-        """This rank's row indices for one micro-batch (the global chunk may span two epochs)."""
-        chunk: list[int] = []
-        while len(chunk) < self.rows_per_rank * self.world_size:
-            if self.position == self.num_rows:
-                self.epoch, self.position = self.epoch + 1, 0
-            chunk.append(self._epoch_order()[self.position])
-            self.position += 1
-        return chunk[self.rank * self.rows_per_rank:(self.rank + 1) * self.rows_per_rank]
+    def next_batch(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor | None]:
+        rows = self.order.next_rows()
+        # pinned, non-blocking copies on CUDA: the step never waits for the transfer
+        tokens = host_to_device(self.rows.tokens[rows], device).to(torch.int64)  # (micro, seq_len + 1)
+        mask = host_to_device(self.rows.mask[rows], device)  # (micro, seq_len + 1)
+        return tokens[:, :-1], tokens[:, 1:], mask[:, 1:]
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
+        return self.order.state_dict()
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self.order.load_state_dict(state)
 
 
-class FinetuneTrainer(Trainer):
-    """The shared loop with conversation rows, a loss on assistant tokens and the full attention window."""
+class FinetuneTask(TrainingTask):
+    """Conversation rows, a loss on assistant tokens only and the parent's full attention window."""
 
+    kind = "finetune"
     data: FinetuneData
 
-    def __init__(self, hp: Hyperparameters, run_dir: Path, ctx: Any, data: FinetuneData, *, stop: StopSignal,
-                 resume: bool, parent: Parent | None) -> None:
-        # read by build_model, which the base constructor calls; a resumed run needs no parent
+    def __init__(self, data: FinetuneData, parent: Parent | None, parent_spec: str) -> None:
+        super().__init__(data)
+        # a resumed run needs no parent: its weights come from the run's own checkpoint
         self.parent_checkpoint = parent
-        super().__init__(hp, run_dir, ctx, data, stop=stop, resume=resume, kind="finetune",
-                         parent=str(parent.path) if parent else hp.finetune.from_checkpoint)
+        self.parent = str(parent.path) if parent else parent_spec
 
-    def build_model(self) -> torch.nn.Module:
+    def build_model(self, hp: Hyperparameters, device: torch.device) -> torch.nn.Module:
         from engine.checkpoint import load_state_into
         from engine.model import GPT
 
-        model = GPT(self.hp.model, max_seq_len=self.hp.train.train_seq_len).to(self.device)
+        model = GPT(hp.model, max_seq_len=hp.train.train_seq_len).to(device)
         if self.parent_checkpoint is not None:
             load_state_into(model, self.parent_checkpoint.state_dict, str(self.parent_checkpoint.path))
+            # the parent's tensors are in the model now; do not hold a second copy for the whole run
             self.parent_checkpoint = dataclasses.replace(self.parent_checkpoint, state_dict={})
         return model
 
-    def build_optimizers(self) -> list[torch.optim.Optimizer]:
+    def build_optimizers(self, model: torch.nn.Module, hp: Hyperparameters,
+                         ctx: Any) -> list[torch.optim.Optimizer]:
         from engine.train.muon import setup_optimizers
 
-        ft, o = self.hp.finetune, self.hp.optim
+        ft, o = hp.finetune, hp.optim
         if ft.optimizer == "muon":
             scaled = dataclasses.replace(o, muon_lr=o.muon_lr * ft.muon_scale, adam_head_lr=o.adam_head_lr * ft.muon_scale,
                                          adam_embed_lr=o.adam_embed_lr * ft.muon_scale,
                                          adam_scalar_lr=o.adam_scalar_lr * ft.muon_scale)
-            return setup_optimizers(self.model, scaled, rank=self.ctx.rank, world_size=self.ctx.world_size)
+            return setup_optimizers(model, scaled, rank=ctx.rank, world_size=ctx.world_size)
         # the original's choice: one AdamW over every parameter
-        adamw = torch.optim.AdamW(self.model.parameters(), lr=ft.lr, weight_decay=ft.weight_decay)
+        adamw = torch.optim.AdamW(model.parameters(), lr=ft.lr, weight_decay=ft.weight_decay)
         for group in adamw.param_groups:
             group["initial_lr"] = group["lr"]
         return [adamw]
 
-    def build_stream(self) -> RowStream:
-        return RowStream(len(self.data.dataset.train), self.hp.train.micro_batch_size, rank=self.ctx.rank,
-                         world_size=self.ctx.world_size, seed=self.hp.run.seed)
+    def build_batches(self, hp: Hyperparameters, ctx: Any) -> ConversationBatches:
+        return ConversationBatches(self.data.dataset.train, hp.train.micro_batch_size, ctx, hp.run.seed)
 
-    def next_batch(self) -> tuple[Tensor, Tensor, Tensor | None]:
-        rows = torch.tensor(self.stream.next_rows())
-        # pinned, non-blocking copies on CUDA: the step never waits for the transfer
-        tokens = host_to_device(self.data.dataset.train.tokens[rows], self.device).to(torch.int64)  # (micro, seq_len + 1)
-        mask = host_to_device(self.data.dataset.train.mask[rows], self.device)  # (micro, seq_len + 1)
-        return tokens[:, :-1], tokens[:, 1:], mask[:, 1:]
-
-    def window_blocks(self) -> int:
+    def window_blocks(self, hp: Hyperparameters, progress: float) -> int:
         # the parent was pretrained up to its full window; fine-tuning keeps it there
         from engine.train.schedules import window_blocks_for_progress
 
-        m = self.hp.model
-        return window_blocks_for_progress(1.0, m.max_window_tokens, m.attn_block_size)
+        return window_blocks_for_progress(1.0, hp.model.max_window_tokens, hp.model.attn_block_size)
 
-    def validate(self, window_blocks: int) -> dict[str, float]:
+    def validate(self, model: torch.nn.Module, hp: Hyperparameters, ctx: Any, window: Any,
+                 device: torch.device) -> dict[str, float]:
         """Loss and bits per byte on the held-out conversations' assistant tokens."""
         from engine.data.prepare import token_byte_lengths
         from engine.inference.evaluate import Batch, evaluate_batches
-        from engine.train.device import window_argument
 
         if not hasattr(self, "_token_bytes"):
             self._token_bytes = torch.tensor(token_byte_lengths(self.tokenizer), dtype=torch.float64)
-        val, size = self.data.dataset.val, self.hp.train.micro_batch_size
-        my_rows = list(range(self.ctx.rank, len(val), self.ctx.world_size))
+        val, size = self.data.dataset.val, hp.train.micro_batch_size
+        my_rows = list(range(ctx.rank, len(val), ctx.world_size))
 
         def batches() -> Iterator[Batch]:
             for start in range(0, len(my_rows), size):
                 rows = torch.tensor(my_rows[start:start + size])
-                batch = val.tokens[rows].to(self.device, torch.int64)  # (B, seq_len + 1)
-                yield batch[:, :-1], batch[:, 1:], val.mask[rows, 1:].to(self.device)  # mask: (B, seq_len)
+                batch = val.tokens[rows].to(device, torch.int64)  # (B, seq_len + 1)
+                yield batch[:, :-1], batch[:, 1:], val.mask[rows, 1:].to(device)  # mask: (B, seq_len)
 
-        result = evaluate_batches(self.step_model, batches(), self._token_bytes, ctx=self.ctx,
-                                  window_blocks=window_argument(window_blocks, self.fast_paths, self.device))
+        result = evaluate_batches(model, batches(), self._token_bytes, ctx=ctx, window_blocks=window)
         return {"val_loss": result.loss, "val_bpb": result.bpb}
 
-    def sample(self) -> str:
+    def sample(self, model: torch.nn.Module, hp: Hyperparameters, device: torch.device) -> str:
         """The model's reply to the first held-out conversation's opening, as a short transcript."""
         prompt = self.data.dataset.sample_prompt
-        answer = greedy_reply(self.model, self.tokenizer, prompt, self.data.dataset.template,
-                              max_new_tokens=self.hp.run.sample_tokens, device=self.device)
+        answer = greedy_reply(model, self.tokenizer, prompt, self.data.dataset.template,
+                              max_new_tokens=hp.run.sample_tokens, device=device)
         return "\n".join([*(f"{m['role']}: {m['content']}" for m in prompt), f"assistant: {answer}"])
 
 
@@ -265,7 +247,7 @@ def greedy_reply(model: torch.nn.Module, tokenizer: Any, messages: list[dict[str
     return "".join(chunk.text for chunk in generator.generate(ids, params)).strip()
 
 
-def build_trainer(run_dir: Path, resume: bool, stop: StopSignal) -> FinetuneTrainer:
+def build_trainer(run_dir: Path, resume: bool, stop: StopSignal) -> Trainer:
     from engine.data.tokenizer import load_tokenizer, tokenizer_from_payload
     from engine.train.distributed import init_distributed
 
@@ -293,7 +275,8 @@ def build_trainer(run_dir: Path, resume: bool, stop: StopSignal) -> FinetuneTrai
     if warnings:
         log.warning("%d warning(s):\n%s", len(warnings), "\n".join(f"  {line}" for line in first_few(warnings)))
     hp = plan_steps(hp, len(data.dataset.train))
-    return FinetuneTrainer(hp, run_dir, ctx, data, stop=stop, resume=resume, parent=parent)
+    task = FinetuneTask(data, parent, hp.finetune.from_checkpoint)
+    return Trainer(hp, run_dir, ctx, task, stop=stop, resume=resume)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ def build_trainer(run_dir: Path, resume: bool, stop: StopSignal) -> Trainer:
     from engine.data.prepare import prepare_data
     from engine.errors import ConfigError, EngineError
     from engine.train.distributed import barrier, init_distributed
+    from engine.train.task import PretrainTask
     from engine.train.trainer import Trainer
 
     if not run_dir.is_dir():
@@ -50,7 +51,7 @@ def build_trainer(run_dir: Path, resume: bool, stop: StopSignal) -> Trainer:
             f"the tokenizer's document separator is {tokenizer.bos_id} but model.bos_id is {hp.model.bos_id}",
             hint=f"set model.bos_id={tokenizer.bos_id}",
         )
-    return Trainer(hp, run_dir, ctx, data, stop=stop, resume=resume, kind="pretrain")
+    return Trainer(hp, run_dir, ctx, PretrainTask(data), stop=stop, resume=resume)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     args = parser.parse_args(argv)
-    from engine.train.trainer import run_entry_point  # torch loads here, after the stop handler is in place
+    from engine.train.entry import run_entry_point  # torch loads here, after the stop handler is in place
 
     return run_entry_point(args.run_dir.resolve(), lambda stop: build_trainer(args.run_dir.resolve(), args.resume, stop), stop)
 

@@ -1,18 +1,15 @@
 """The training loop shared by pretraining and fine-tuning: schedule, accumulation, reporting, stop.
 
-Subclasses (or callers) provide batches and validation; the Trainer owns the optimiser steps,
-metrics.jsonl, status.json, checkpoints, SIGTERM handling and exact resume.
+A task object (`engine/train/task.py`) provides the model, optimisers, batches, window, validation
+and samples; the Trainer owns the optimiser steps, metrics.jsonl, status.json, checkpoints,
+SIGTERM handling and exact resume. `engine/train/entry.py` runs one and turns failures into a status.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import sys
 import time
-import traceback
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +18,16 @@ from torch import Tensor
 
 from engine.checkpoint import latest_checkpoint, load_state_into, read_checkpoint_file, save_checkpoint
 from engine.config import Hyperparameters, config_hash, to_dict
-from engine.errors import CheckpointError, EngineError, cli_lines
+from engine.errors import CheckpointError, EngineError
 from engine.metrics import MetricsWriter
 from engine.runs.protocol import STOP_REQUEST, update_status
 from engine.train.allocator import retain_freed_memory
-from engine.train.device import (choose_fast_paths, compile_for_training, detect_capabilities, host_to_device,
-                                 prepare_model_for_device, window_argument)
-from engine.train.distributed import DistContext, agree, all_reduce_mean_, shutdown
+from engine.train.device import (choose_fast_paths, compile_for_training, detect_capabilities, prepare_model_for_device,
+                                 window_argument)
+from engine.train.distributed import DistContext, agree, all_reduce_mean_
 from engine.train.environment import environment_record, write_environment
-from engine.train.failures import compile_failure_error, is_compile_failure, out_of_memory_error
 from engine.train.stopping import StopSignal
+from engine.train.task import TrainingTask
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +37,13 @@ LOG_FLUSH_S = 1.0
 
 
 class Trainer:
-    """One training run in a run directory. Pretraining uses it as is; fine-tuning overrides hooks."""
+    """One training run in a run directory, of the task given (pretraining or fine-tuning)."""
 
-    def __init__(self, hp: Hyperparameters, run_dir: Path, ctx: DistContext, data: Any, *,
-                 stop: StopSignal, resume: bool, kind: str, parent: str | None = None) -> None:
-        self.hp, self.run_dir, self.ctx, self.data = hp, run_dir, ctx, data
-        self.stop, self.kind, self.parent = stop, kind, parent
-        self.tokenizer = data.tokenizer
+    def __init__(self, hp: Hyperparameters, run_dir: Path, ctx: DistContext, task: TrainingTask, *,
+                 stop: StopSignal, resume: bool) -> None:
+        self.hp, self.run_dir, self.ctx, self.task = hp, run_dir, ctx, task
+        self.stop, self.kind, self.parent = stop, task.kind, task.parent
+        self.tokenizer = task.tokenizer
         self.device = ctx.device
         if self.device.type == "cpu":
             # CPU steps re-allocate MiB-sized activations; keeping freed memory avoids ~20 % in page faults
@@ -64,8 +61,8 @@ class Trainer:
             remove_partial_files(run_dir / "checkpoints")
         self.device_caps = detect_capabilities(self.device)
         self.fast_paths = choose_fast_paths(self.device_caps, hp.run)
-        # every subclass's model gets the device's fast paths; the steps call the (maybe compiled) step_model
-        self.model = prepare_model_for_device(self.build_model(), self.fast_paths)
+        # every task's model gets the device's fast paths; the steps call the (maybe compiled) step_model
+        self.model = prepare_model_for_device(task.build_model(hp, self.device), self.fast_paths)
         self.step_model = compile_for_training(self.model, self.fast_paths)
         self.compile_s: float | None = None
         self.validating = False  # for the out-of-memory hint: validation runs at train.val_seq_len
@@ -73,31 +70,12 @@ class Trainer:
         self._pending_lines: list[tuple[int, Tensor, float, int]] = []
         self._nonfinite: Tensor | None = None  # device flag: some step's loss was NaN or inf
         self._interval_start, self._interval_steps, self._interval_base = 0.0, 0, 0.0
-        self.optimizers = self.build_optimizers()
-        self.stream = self.build_stream()
+        self.optimizers = task.build_optimizers(self.model, hp, ctx)
+        self.batches = task.build_batches(hp, ctx)
         if resume:
             self.restore()
 
-    # ------------------------------------------------------------------ hooks
-    def build_model(self) -> torch.nn.Module:
-        from engine.model import GPT
-
-        t = self.hp.train
-        model = GPT(self.hp.model, max_seq_len=max(t.train_seq_len, t.val_seq_len)).to(self.device)
-        # samples and longer validation rows read no farther back than training does, as after loading
-        model.attention_limit = t.train_seq_len
-        return model
-
-    def build_optimizers(self) -> list[torch.optim.Optimizer]:
-        from engine.train.muon import setup_optimizers
-
-        return setup_optimizers(self.model, self.hp.optim, rank=self.ctx.rank, world_size=self.ctx.world_size)
-
-    @property
-    def micro_tokens(self) -> int:
-        t = self.hp.train
-        return t.micro_batch_size * t.train_seq_len
-
+    # ------------------------------------------------------------------ the task's parts
     @property
     def accumulation(self) -> int:
         t = self.hp.train
@@ -109,47 +87,12 @@ class Trainer:
             )
         return t.batch_size // per_step
 
-    def build_stream(self) -> Any:
-        from engine.data.shards import ShardStream
-
-        t = self.hp.train
-        if self.hp.data.sampling == "shuffled":
-            from engine.data.windows import ShuffledRowStream
-
-            return ShuffledRowStream(self.data.train_files, t.micro_batch_size, t.train_seq_len, rank=self.ctx.rank,
-                                     world_size=self.ctx.world_size, seed=self.hp.run.seed)
-        return ShardStream(self.data.train_files, batch_size=self.micro_tokens * self.ctx.world_size,
-                           rank=self.ctx.rank, world_size=self.ctx.world_size, cycle=True)
-
-    def next_batch(self) -> tuple[Tensor, Tensor, Tensor | None]:
-        """(inputs, targets, loss_mask) of shape (micro_batch, seq_len); mask None = all tokens."""
-        inputs, targets = next(self.stream)
-        shape = (self.hp.train.micro_batch_size, self.hp.train.train_seq_len)
-        # copied as stored (int32/int64), widened on the device
-        return (host_to_device(inputs, self.device).to(torch.int64).view(shape),
-                host_to_device(targets, self.device).to(torch.int64).view(shape), None)
-
     def validate(self, window_blocks: int) -> dict[str, float]:
-        from engine.data.prepare import token_byte_lengths
-        from engine.data.shards import _load_data_shard
-        from engine.inference.evaluate import evaluate_tokens
-
-        if not hasattr(self, "_val_tokens"):
-            self._val_tokens = torch.cat([_load_data_shard(f).to(torch.int64) for f in self.data.val_files])
-            self._token_bytes = torch.tensor(token_byte_lengths(self.tokenizer), dtype=torch.float64)
-        t = self.hp.train
-        result = evaluate_tokens(self.step_model, self._val_tokens, t.val_seq_len, self._token_bytes,
-                                 batch_size=t.micro_batch_size,
-                                 window_blocks=window_argument(window_blocks, self.fast_paths, self.device),
-                                 max_tokens=self.hp.data.val_tokens, ctx=self.ctx, device=self.device)
-        return {"val_loss": result.loss, "val_bpb": result.bpb}
+        window = window_argument(window_blocks, self.fast_paths, self.device)
+        return self.task.validate(self.step_model, self.hp, self.ctx, window, self.device)
 
     def sample(self) -> str:
-        from engine.train.train_samples import sample_text
-
-        prompt = self.hp.run.sample_prompt
-        return sample_text(self.model, self.tokenizer, prompt, max_new_tokens=self.hp.run.sample_tokens,
-                           temperature=0.8, top_k=50, seed=self.hp.run.seed, device=self.device)
+        return self.task.sample(self.model, self.hp, self.device)
 
     # ------------------------------------------------------------------ schedule
     def progress(self, step: int | None = None) -> float:
@@ -176,10 +119,7 @@ class Trainer:
         return multiplier
 
     def window_blocks(self) -> int:
-        from engine.train.schedules import window_blocks_for_progress
-
-        m = self.hp.model
-        return window_blocks_for_progress(self.progress(), m.max_window_tokens, m.attn_block_size)
+        return self.task.window_blocks(self.hp, self.progress())
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_payload(self) -> dict[str, Any]:
@@ -188,7 +128,7 @@ class Trainer:
             "optimizers": [opt.state_dict() for opt in self.optimizers],
             "config": to_dict(self.hp),
             "tokenizer": self.tokenizer.to_payload(),
-            "data_position": self.stream.state_dict(),
+            "data_position": self.batches.state_dict(),
             "tokens_seen": self.tokens_seen,
             "train_time_s": self.train_time_s,
             "kind": self.kind,
@@ -242,7 +182,7 @@ class Trainer:
             )
         load_state_into(self.model, data["model"], str(info.path))
         load_optimizer_states(self.optimizers, data, info.path.name)
-        self.stream.load_state_dict(data["data_position"])
+        self.batches.load_state_dict(data["data_position"])
         self.step, self.tokens_seen = int(data["step"]), int(data["tokens_seen"])
         self.train_time_s = self.schedule_time_s = float(data.get("train_time_s", 0.0))
         log.info("resumed from %s at step %d", info.path.name, self.step)
@@ -277,7 +217,7 @@ class Trainer:
         window = window_argument(self.window_blocks(), self.fast_paths, self.device)
         total = torch.zeros((), device=self.device)
         for _ in range(accumulation):
-            inputs, targets, mask = self.next_batch()
+            inputs, targets, mask = self.batches.next_batch(self.device)
             loss = self.step_model(inputs, targets, window, loss_mask=mask)
             (loss / accumulation).backward()
             total += loss.detach()
@@ -428,58 +368,6 @@ def remove_partial_files(directory: Path) -> None:
     if directory.is_dir():
         for leftover in directory.glob(".*.tmp"):
             leftover.unlink(missing_ok=True)
-
-
-def run_entry_point(run_dir: Path, build: Callable[[StopSignal], Trainer], stop: StopSignal | None = None) -> int:
-    """Run a trainer, turning every failure into a `failed` status with a readable message.
-
-    Entry points pass a StopSignal installed before their heavy imports, so a stop sent while the
-    process starts is still honoured.
-    """
-    if stop is None:
-        stop = StopSignal()
-        stop.install()
-    rank = int(os.environ.get("RANK", "0"))
-    trainer: Trainer | None = None
-    try:
-        trainer = build(stop)
-        trainer.run()
-        return 0
-    except EngineError as err:
-        print(cli_lines(err), file=sys.stderr, flush=True)
-        _record_failure(run_dir, rank, err.message, trainer)
-        return 1
-    except torch.OutOfMemoryError as err:
-        error = out_of_memory_error(trainer.hp if trainer else None, trainer.ctx.world_size if trainer else 1,
-                                    validating=trainer is not None and trainer.validating)
-        print(cli_lines(error, str(err).splitlines()[0]), file=sys.stderr, flush=True)
-        # the fix is a config change, so the status (what the TUI shows) carries the hint too
-        _record_failure(run_dir, rank, f"{error.message}: {error.hint}", trainer)
-        return 1
-    except Exception as err:  # noqa: BLE001 - the log keeps the traceback; status gets the one-line reason
-        traceback.print_exc()
-        if trainer is not None and trainer.fast_paths.compile and is_compile_failure(err):
-            failure = compile_failure_error(err)
-            print(cli_lines(failure), file=sys.stderr, flush=True)
-            _record_failure(run_dir, rank, f"{failure.message}; {failure.hint}", trainer)
-            return 1
-        message = f"{type(err).__name__}: {err}"
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "Connection" in str(err):
-            message = ("lost contact with another process of this run (it crashed or was killed); "
-                       "torchrun's report at the end of train.log names it")
-        _record_failure(run_dir, rank, message, trainer)
-        return 1
-    finally:
-        if trainer is not None:
-            shutdown(trainer.ctx)
-
-
-def _record_failure(run_dir: Path, rank: int, message: str, trainer: Trainer | None) -> None:
-    if rank != 0 or not run_dir.is_dir():
-        return
-    if trainer is not None and trainer.metrics is not None:
-        trainer.report("status", state="failed", message=message)
-    update_status(run_dir, state="failed", message=message, ended_at=time.time())
 
 
 def load_optimizer_states(optimizers: list[Any], data: dict[str, Any], name: str) -> None:

@@ -112,7 +112,7 @@ def test_greedy_chat_reproduces_a_trained_answer(finetuned) -> None:
     from engine.inference.generate import Generator, SamplingParams
 
     trainer, _ = finetuned
-    held_out = trainer.data.dataset.sample_prompt[0]["content"]
+    held_out = trainer.task.data.dataset.sample_prompt[0]["content"]
     trained = [(q, a) for q, a in CONVERSATIONS[:4] if q != held_out]
     generator = Generator(trainer.model, trainer.tokenizer, device="cpu", max_context=64)
     replies = {}
@@ -130,7 +130,7 @@ def test_validation_scores_the_held_out_assistant_targets_only(finetuned) -> Non
     from engine.data.prepare import token_byte_lengths
 
     trainer, _ = finetuned
-    val, window = trainer.data.dataset.val, trainer.window_blocks()
+    val, window = trainer.task.data.dataset.val, trainer.window_blocks()
     got = trainer.validate(window)
     tokens, mask = val.tokens.to(torch.int64), val.mask[:, 1:]  # (N, T + 1), (N, T)
     with torch.no_grad():  # every held-out row at once, by hand
@@ -215,7 +215,7 @@ def test_finetune_from_an_original_modded_nanogpt_checkpoint(tmp_path: Path, mon
     run_dir = _finetune_run("from-original", original, data, "train.train_seq_len=128", "train.batch_size=2",
                             "train.micro_batch_size=2", "finetune.epochs=2", "run.sample_tokens=4")
     trainer = _trainer(run_dir)
-    assert trainer.data.dataset.template == "plain", "a GPT-2 vocabulary has no chat tokens"
+    assert trainer.task.data.dataset.template == "plain", "a GPT-2 vocabulary has no chat tokens"
     for key, value in model.state_dict().items():
         assert torch.equal(trainer.model.state_dict()[key], value), f"{key} was not loaded from the original"
     assert trainer.run() == "finished"

@@ -34,7 +34,7 @@ def test_a_compile_failure_ends_the_run_with_the_hint_to_turn_compile_off(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from engine.train.pretraining import build_trainer
     import engine.train.trainer
-    from engine.train.trainer import run_entry_point
+    from engine.train.entry import run_entry_point
 
     def broken_backend(graph_module: torch.fx.GraphModule, example_inputs: list) -> object:
         raise RuntimeError("ptxas fatal: unsupported GPU architecture")  # what a Triton/CUDA mismatch reports
@@ -59,7 +59,8 @@ def test_a_compile_failure_ends_the_run_with_the_hint_to_turn_compile_off(
 def test_out_of_memory_in_validation_names_val_seq_len(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     from engine.train.pretraining import build_trainer
-    from engine.train.trainer import Trainer, run_entry_point
+    from engine.train.entry import run_entry_point
+    from engine.train.trainer import Trainer
 
     def out_of_memory(self: Trainer, window_blocks: int) -> dict[str, float]:
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 48.00 GiB")

@@ -39,6 +39,7 @@ def _one_step(rank: int, world_size: int, port: int, shard: str, out_dir: str) -
     import torch.distributed as dist
 
     from engine.train.distributed import init_distributed, shutdown
+    from engine.train.task import PretrainTask
     from engine.train.trainer import StopSignal, Trainer
 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
@@ -52,7 +53,7 @@ def _one_step(rank: int, world_size: int, port: int, shard: str, out_dir: str) -
         data = SimpleNamespace(train_files=[Path(shard)], val_files=[], tokenizer=None)
         run_dir = Path(out_dir) / f"run-{world_size}"
         run_dir.mkdir(exist_ok=True)
-        trainer = Trainer(_hyperparameters(), run_dir, ctx, data, stop=StopSignal(), resume=False, kind="pretrain")
+        trainer = Trainer(_hyperparameters(), run_dir, ctx, PretrainTask(data), stop=StopSignal(), resume=False)
         assert trainer.accumulation == BATCH // world_size
         loss = trainer.train_step().to(torch.float64)
         if ctx.distributed:

@@ -30,13 +30,13 @@ def shard(tmp_path: Path) -> Path:
 def test_rows_are_contiguous_windows_and_one_epoch_reads_each_row_once(shard: Path) -> None:
     stream = _stream(shard)
     starts = []
-    while stream.epoch == 0:
+    while stream.state_dict()["epoch"] == 0:
         inputs, targets = next(stream)
         rows_in, rows_out = inputs.view(4, 16), targets.view(4, 16)
         assert torch.equal(rows_out, rows_in + 1), "targets are the inputs shifted by one token"
         assert torch.equal(rows_in, rows_in[:, :1] + torch.arange(16)), "a row is a contiguous window"
         starts += rows_in[:, 0].tolist()
-    first_epoch = starts[: len(starts) - stream.position]
+    first_epoch = starts[: len(starts) - stream.state_dict()["row"]]
     offset = first_epoch[0] % 16
     assert sorted(first_epoch) == list(range(offset, 999 - 16 + 1, 16)), "an epoch covers its grid once"
     assert first_epoch != sorted(first_epoch), "the rows come shuffled, not front to back"
