@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -127,5 +128,14 @@ def barrier(ctx: DistContext) -> None:
 
 
 def shutdown(ctx: DistContext) -> None:
+    """Destroy the process groups (the host group with them) while the interpreter is still whole.
+
+    Anything left holding a group or a finished collective (an optimiser or trainer kept alive by a
+    reference cycle) is collected first: freed later, during interpreter finalization, gloo's worker
+    threads can abort the process ("terminate called without an active exception") after a run that
+    finished. No barrier: a rank whose peer died must still get out.
+    """
     if ctx.distributed and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
+        gc.collect()

@@ -64,7 +64,10 @@ def run_entry_point(run_dir: Path, build: Callable[[StopSignal], Trainer], stop:
         return 1
     finally:
         if trainer is not None:
-            shutdown(trainer.ctx)
+            # let the trainer (model, optimisers) be collected before the groups go; the stop handler
+            # holds it through on_timeout
+            ctx, trainer, stop.on_timeout = trainer.ctx, None, None
+            shutdown(ctx)
 
 
 def _record_failure(run_dir: Path, rank: int, message: str, trainer: Trainer | None) -> None:

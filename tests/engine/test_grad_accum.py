@@ -61,6 +61,7 @@ def _one_step(rank: int, world_size: int, port: int, shard: str, out_dir: str) -
             loss /= world_size
         if ctx.is_main:
             torch.save({"loss": float(loss), "model": trainer.model.state_dict()}, Path(out_dir) / f"{world_size}.pt")
+        del trainer  # as run_entry_point does: collectable before the process groups are destroyed
         shutdown(ctx)
     finally:
         torch.set_default_dtype(previous_dtype)
