@@ -1,7 +1,7 @@
 """Generation benchmark: tokens/s with and without the KV cache at 512 tokens of context, time to first token.
 
 The model is the default preset's (shakespeare-cpu) with random weights: speed does not depend on
-what was learned. The uncached path re-runs the whole context for every token, as the seed's
+what was learned. The uncached path re-runs the whole context for every token, as the original's
 chat.py and eval.py do. Last line:
 `kv_speedup=… first_token_ms=… tokens_per_s_cached=… tokens_per_s_uncached=… peak_mem_mb=…`.
 

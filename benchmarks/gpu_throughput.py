@@ -1,14 +1,14 @@
-"""GPU throughput of the speedrun-124m preset on one GPU, against the seed's own code on the same card.
+"""GPU throughput of the speedrun-124m preset on one GPU, against the original's own code on the same card.
 
 Ours: the real Trainer (fast paths from engine.train.device) with and without torch.compile and the FP8
-head. The original: the seed's `model.py` (justuskarlsson/nanogpt 776714a) imported unchanged from
+head. The original: its `model.py` (justuskarlsson/nanogpt 776714a) imported unchanged from
 a checkout, driven by the body of its `pretraining.py` training loop (bf16 embeddings, compiled
 model, grad all-reduce, LR and momentum schedule); its script itself needs 8 GPUs and FineWeb.
 Both read the same synthetic shard (random repeats of fixed phrases, so the loss falls) at the
 speedrun's 48Ki-token sequence, from the same mid-training step (same window, LR and momentum).
 
-    python benchmarks/gpu_throughput.py --original ~/nanogpt-seed      # all variants, 20 timed steps
-    python benchmarks/gpu_throughput.py --original ~/nanogpt-seed --quick
+    python benchmarks/gpu_throughput.py --original ~/nanogpt-original      # all variants, 20 timed steps
+    python benchmarks/gpu_throughput.py --original ~/nanogpt-original --quick
 
 Last line: `tokens_per_s=… mfu=… original_tokens_per_s=… ratio_vs_original=…` (ours = the default
 fast paths; nan for what could not be measured). A variant that fails is reported and the rest
@@ -113,22 +113,22 @@ def measure_ours(hp: Hyperparameters, shard: Path, fp8: bool, steps: int, warmup
 
 
 def load_original(checkout: Path) -> ModuleType:
-    """The seed's model.py as a module, unchanged (it compiles Newton-Schulz at import, which needs CUDA)."""
+    """The original's model.py as a module, unchanged (it compiles Newton-Schulz at import, which needs CUDA)."""
     source = checkout / "model.py"
-    spec = importlib.util.spec_from_file_location("original_seed_model", source)
+    spec = importlib.util.spec_from_file_location("original_model", source)
     if spec is None or spec.loader is None or not source.is_file():
-        raise SystemExit(f"error: {source} not found: --original must point at a checkout of the seed")
+        raise SystemExit(f"error: {source} not found: --original must point at a checkout of the original")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     missing = [n for n in ("create_model", "setup_optimizers", "get_window_size_blocks", "get_lr") if not hasattr(module, n)]
     if missing:
-        raise SystemExit(f"error: {source} lacks {', '.join(missing)}: not the seed's model.py")
+        raise SystemExit(f"error: {source} lacks {', '.join(missing)}: not the original's model.py")
     return module
 
 
 def measure_original(original: ModuleType, shard: Path, seq_len: int, steps: int, warmup: int,
                      device: torch.device) -> Measurement:
-    """The loop body of the seed's pretraining.py on one rank (its Muon all-gathers, so a 1-rank group)."""
+    """The loop body of the original's pretraining.py on one rank (its Muon all-gathers, so a 1-rank group)."""
     import torch.distributed as dist
 
     from engine.data.shards import _load_data_shard
@@ -166,9 +166,9 @@ def measure_original(original: ModuleType, shard: Path, seq_len: int, steps: int
             opt.step()
         model.zero_grad(set_to_none=True)
         state["step"], state["pos"] = at + 1, pos + seq_len
-        return loss.item() / seq_len  # the seed sums the loss while training
+        return loss.item() / seq_len  # the original sums the loss while training
 
-    return _timed("original (seed model.py)", step, steps, warmup, device, seq_len)
+    return _timed("original (model.py)", step, steps, warmup, device, seq_len)
 
 
 def _guarded(name: str, run) -> Measurement:
@@ -202,7 +202,7 @@ def summary_line(ours: Measurement, original: Measurement | None, flops_per_toke
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--original", type=Path, help="a checkout of the seed (justuskarlsson/nanogpt @ 776714a)")
+    parser.add_argument("--original", type=Path, help="a checkout of the original (justuskarlsson/nanogpt @ 776714a)")
     parser.add_argument("--quick", action="store_true", help="5 timed steps; only the default fast paths")
     parser.add_argument("--steps", type=int, help="timed steps per variant (default 20, --quick 5)")
     args = parser.parse_args(argv)

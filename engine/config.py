@@ -33,7 +33,7 @@ def next_multiple_of_n(value: float | int, *, n: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
-    """Shape of the modded-nanogpt GPT; defaults are the seed's 124M speedrun model."""
+    """Shape of the modded-nanogpt GPT; defaults are the original's 124M speedrun model."""
 
     vocab_size: int = 50257
     num_layers: int = 12
@@ -42,7 +42,7 @@ class ModelConfig:
     model_dim: int = 768
     # value embeddings are used "012 ... 012": the first and the last num_value_embeds layers
     num_value_embeds: int = 3
-    # layers without attention (the seed drops it in layer 7)
+    # layers without attention (the original drops it in layer 7)
     no_attention_layers: tuple[int, ...] = (7,)
     # L = long sliding window, S = short (half of long); one letter per layer
     window_pattern: str = "LSSSLSSLSSSL"
@@ -73,7 +73,7 @@ class DataConfig:
     val_fraction: float = 0.1
     # tokens evaluated at each validation (0 = the whole held-out split)
     val_tokens: int = 10485760
-    # "sequential": the seed's front-to-back stream of contiguous batches (for shards whose documents
+    # "sequential": the original's front-to-back stream of contiguous batches (for shards whose documents
     # are already shuffled, such as FineWeb); "shuffled": rows of the training split in a new random
     # order every epoch (for small corpora stored in order; holds the split in memory)
     sampling: str = "sequential"
@@ -81,7 +81,7 @@ class DataConfig:
 
 @dataclass(frozen=True, slots=True)
 class OptimConfig:
-    """Muon for 2-D block weights, Adam for embeddings, head and scalars (the seed's rates)."""
+    """Muon for 2-D block weights, Adam for embeddings, head and scalars (the original's rates)."""
 
     muon_lr: float = 0.05
     muon_momentum: float = 0.95
@@ -101,7 +101,7 @@ class TrainConfig:
 
     num_iterations: int = 4000
     cooldown_frac: float = 0.4
-    # learning-rate multiplier reached at the end of the cooldown (the seed's 0.1)
+    # learning-rate multiplier reached at the end of the cooldown (the original's 0.1)
     final_lr_frac: float = 0.1
     train_seq_len: int = 48 * 1024
     # sequences per optimiser step over all ranks; accumulation = batch_size / (ranks * micro_batch_size)
@@ -137,7 +137,7 @@ FINETUNE_TEMPLATES = ("auto", "special", "plain")
 
 @dataclass(frozen=True, slots=True)
 class FinetuneConfig:
-    """Supervised fine-tuning on conversations; read only by fine-tune runs (the seed's defaults)."""
+    """Supervised fine-tuning on conversations; read only by fine-tune runs (the original's defaults)."""
 
     # the parent: one of our checkpoints or an original modded-nanogpt state_step*.pt
     from_checkpoint: str = ""
@@ -194,7 +194,7 @@ def _shakespeare_cpu() -> Hyperparameters:
     # embedding (every layer gets one) helps (2.066 twice vs 2.075 on average); cooling down to
     # 0 instead of 0.1 helps most (2.04 twice), over the last 85 % of the time (2.035) rather
     # than 70 %; towards 0.1 a cooldown over 70 % beat 50 % and 85 %. Rows in a shuffled order
-    # beat the seed's front-to-back stream (2.038-2.043 in three runs vs 2.052 and 2.060), and
+    # beat the original's front-to-back stream (2.038-2.043 in three runs vs 2.052 and 2.060), and
     # with shuffled rows 48 per step beat 32 (2.027, 2.027, 2.032 vs 2.038-2.044 in six runs),
     # 40 (2.044) and 64 (2.036). Muon momentum 0.9, Muon lr 0.07, embedding lr 0.45 at 48 rows
     # and an all-long window pattern were no better.
@@ -230,13 +230,13 @@ def _shakespeare_cpu() -> Hyperparameters:
         run=RunConfig(device="auto", val_every=100, checkpoint_every=300, sample_every=300,
                       sample_prompt="ROMEO:\n"),
         # a few-minute CPU model learns the chat format in a few epochs only at a higher rate than
-        # the seed's 5e-5 for the 124M model (benchmarks/finetune_cpu.py)
+        # the original's 5e-5 for the 124M model (benchmarks/finetune_cpu.py)
         finetune=FinetuneConfig(lr=2e-3),
     )
 
 
 def _speedrun_124m() -> Hyperparameters:
-    # exactly the seed's Hyperparameters and create_model(); 8 GPUs x 1 sequence of 48Ki tokens.
+    # exactly the original's Hyperparameters and create_model(); 8 GPUs x 1 sequence of 48Ki tokens.
     # The shards are where `nanogpt-tui data fineweb` puts them.
     from engine.paths import data_dir
 

@@ -94,7 +94,7 @@ FIELD_LIMITS: dict[str, Limit] = {
     "data.val_tokens": at_least(0, hint="0 evaluates the whole held-out split"),
     "optim.muon_lr": LEARNING_RATE,
     "optim.muon_momentum": BETA,
-    "optim.ns_steps": Limit(1, 100, integer=True, hint="the seed uses 5 Newton-Schulz steps"),
+    "optim.ns_steps": Limit(1, 100, integer=True, hint="the original uses 5 Newton-Schulz steps"),
     "optim.adam_head_lr": LEARNING_RATE,
     "optim.adam_embed_lr": LEARNING_RATE,
     "optim.adam_scalar_lr": LEARNING_RATE,
@@ -125,7 +125,7 @@ FIELD_LIMITS: dict[str, Limit] = {
     "finetune.max_file_mb": positive(integer=False),
 }
 
-# how tokens are picked (engine.generate.SamplingParams) and the command-line options that set them
+# how tokens are picked (engine.sampling_params.SamplingParams) and the command-line options that set them
 SAMPLING_LIMITS: dict[str, Limit] = {
     # beyond these every token is about equally likely (or the scores overflow float32): no meaning left
     "temperature": Limit(0.0, 100.0, hint="0 means greedy; above 2 a reply is mostly noise"),

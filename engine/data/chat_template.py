@@ -3,7 +3,7 @@
 Two templates:
 - "special": `<|bos|>` then `<|system_start|>…<|system_end|>`, `<|user_start|>…<|user_end|>`,
   `<|assistant_start|>…<|assistant_end|>` per message (our trained BPE has these tokens).
-- "plain": the seed's text format, `Human: {user}\\nAssistant: {assistant}\\n` per exchange with an
+- "plain": the original's text format, `Human: {user}\\nAssistant: {assistant}\\n` per exchange with an
   optional `{system}\\n` first line; works with any tokenizer, GPT-2 included.
 
 Every piece is tokenised on its own, so the mask covers exactly the assistant's tokens and its
@@ -34,7 +34,7 @@ PLAIN_USER_PREFIX = "Human: "
 PLAIN_ASSISTANT_PREFIX = "Assistant: "
 PLAIN_TURN_END = "\n"
 # a base model continues the transcript with the next human line; "Human:" anywhere also stops,
-# as in the seed's chat.py, which covers a reply that starts with it
+# as in the original's chat.py, which covers a reply that starts with it
 PLAIN_STOP_STRINGS = ("\nHuman:", "Human:")
 
 _SPECIAL_MARKERS = {

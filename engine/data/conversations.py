@@ -1,6 +1,6 @@
 """Conversation files for fine-tuning: read and validate (with exact locations), render, pack into rows.
 
-Accepted: the seed's JSON `{"conversations": [{"messages": [{"role", "content"}, ...]}, ...]}`, JSONL
+Accepted: the original's JSON `{"conversations": [{"messages": [{"role", "content"}, ...]}, ...]}`, JSONL
 with one `{"messages": [...]}` per line, or a folder of such files. Every problem is reported with
 its file, line (JSONL), conversation index, message index and field; nothing is skipped unless the
 caller asks for it. A .json file is parsed whole, so one over the size limit is refused; a .jsonl

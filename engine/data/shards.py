@@ -96,7 +96,7 @@ def _load_data_shard(path: Path, pin_memory: bool = False) -> Tensor:
     tokens = torch.empty(num_tokens, dtype=torch.uint16, pin_memory=pin_memory)
     with path.open("rb", buffering=0) as handle:
         handle.seek(HEADER_BYTES)
-        # read straight into the tensor's memory (little-endian host assumed, as in the seed)
+        # read straight into the tensor's memory (little-endian host assumed, as in the original)
         nbytes = handle.readinto(tokens.numpy())
     if nbytes != TOKEN_BYTES * num_tokens:
         raise DataError(f"{path}: read {nbytes} bytes of tokens, expected {TOKEN_BYTES * num_tokens}",
@@ -200,7 +200,7 @@ class ShardStream:
 
     def _fits(self) -> bool:
         assert self._tokens is not None
-        # the seed's strict `<` (it skips a batch that would end exactly at the shard's last token);
+        # the original's strict `<` (it skips a batch that would end exactly at the shard's last token);
         # kept so the batch order equals modded-nanogpt's
         return self._pos + self.batch_size + 1 < len(self._tokens)
 
@@ -244,7 +244,7 @@ def distributed_data_generator(
     device: str | torch.device = "cpu",
     start_position: tuple[int, int] | None = None,
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """The seed's loader as a generator; use ShardStream directly when the position is needed."""
+    """The original's loader as a generator; use ShardStream directly when the position is needed."""
     files = resolve_shard_files(filename_pattern)
     yield from ShardStream(files, batch_size, rank, world_size, cycle=cycle, device=device,
                            start_position=start_position)

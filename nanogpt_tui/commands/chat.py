@@ -1,4 +1,4 @@
-"""`nanogpt-tui chat`: the seed's chat.py as a terminal program; replies stream, Ctrl-C stops a reply."""
+"""`nanogpt-tui chat`: the original's chat.py as a terminal program; replies stream, Ctrl-C stops a reply."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="the folder to create (must not exist or be empty)")
     parser.add_argument("--format", default="safetensors", choices=("safetensors", "hf", "original"),
                         help="safetensors: model.safetensors + config.json + tokenizer; hf: also transformers' "
-                        "modeling code (trust_remote_code); original: a state_step*.pt the seed's model.py loads")
+                        "modeling code (trust_remote_code); original: a state_step*.pt the original's model.py loads")
     parser.add_argument("--trust-pickle", action="store_true",
-                        help="allow a checkpoint that pickles Python objects (the seed's finetune.py output)")
+                        help="allow a checkpoint that pickles Python objects (the original's finetune.py output)")
     parser.set_defaults(func=cmd_export)

@@ -16,7 +16,7 @@ CHECKPOINT_HELP = ("a checkpoint file, a run name (its newest checkpoint), a fol
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", nargs="?", default=None, metavar="CHECKPOINT", help=CHECKPOINT_HELP)
     parser.add_argument("--trust-pickle", action="store_true",
-                        help="load a checkpoint that pickles Python objects (the seed's finetune.py output); "
+                        help="load a checkpoint that pickles Python objects (the original's finetune.py output); "
                         "this can run code from the file, so only for files you trust")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                         help="where the model runs (auto: CUDA, then MPS, then CPU)")

@@ -1,4 +1,4 @@
-"""`nanogpt-tui import`: convert a modded-nanogpt or seed checkpoint, or a safetensors export folder, into a run."""
+"""`nanogpt-tui import`: a modded-nanogpt checkpoint (the original's or its fine-tune output) or an export folder as a run."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("import", help="import a modded-nanogpt state_step*.pt (or the seed's "
+    parser = subparsers.add_parser("import", help="import a modded-nanogpt state_step*.pt (or the original's "
                                    "finetune output, or a folder from nanogpt-tui export) as a run")
     parser.add_argument("path", help="the checkpoint file, or an export folder (model.safetensors + config.json)")
     parser.add_argument("--name", help="run name (default: derived from the file)")
     parser.add_argument("--trust-pickle", action="store_true",
-                        help="allow a file that pickles Python objects (the seed's finetune.py output); "
+                        help="allow a file that pickles Python objects (the original's finetune.py output); "
                         "this can run code from the file, so only for files you trust")
     parser.set_defaults(func=cmd_import)

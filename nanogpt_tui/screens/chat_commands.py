@@ -1,4 +1,4 @@
-"""The chat's commands: the seed's quit/exit, clear and new (with or without a leading /), the slash extras,
+"""The chat's commands: the original's quit/exit, clear and new (with or without a leading /), the slash extras,
 and ChatBase, the chat screen's state with what each command (and its key) does to it.
 
 Parsed here rather than with engine.inference.chat.parse_command, because engine.inference.chat imports torch and the
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from nanogpt_tui.messages import ReplyStreamed
     from nanogpt_tui.model_service import CheckpointEntry, LoadedModel
 
-# the seed's words, accepted bare too (a message that is just "quit" quits, as in the seed's chat.py)
+# the original's words, accepted bare too (a message that is just "quit" quits, as in the original's chat.py)
 BARE_COMMANDS = {"quit": "quit", "exit": "quit", "clear": "clear", "new": "new"}
 SLASH_COMMANDS = {**BARE_COMMANDS, "system": "system", "template": "template", "save": "save", "help": "help"}
 NO_MODEL = "No model loaded: press ctrl+o to choose a checkpoint (or pick one on the Checkpoints screen and press c)."

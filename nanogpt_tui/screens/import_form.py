@@ -50,7 +50,7 @@ class ImportFormScreen(ModalScreen[ImportResult | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide", id="import-dialog"):
             yield Static("[b]Import a checkpoint[/b]\nAn original modded-nanogpt [i]state_step*.pt[/i] (its shape is "
-                         "inferred from the weights, with the GPT-2 tokenizer), the seed's fine-tune output, or one of "
+                         "inferred from the weights, with the GPT-2 tokenizer), the original's fine-tune output, or one of "
                          "ours. It becomes a run of kind [i]import[/i] that you can chat with, evaluate and fine-tune.")
             with Horizontal(classes="field"):
                 yield Label("Checkpoint", classes="field-label")
@@ -59,7 +59,7 @@ class ImportFormScreen(ModalScreen[ImportResult | None]):
             with Horizontal(classes="field"):
                 yield Label("Run name", classes="field-label")
                 yield Input(placeholder="automatic (import-…)", compact=True, id="import-name")
-            yield Checkbox("Trust its pickled objects (only the seed's finetune.py output needs this; loading may "
+            yield Checkbox("Trust its pickled objects (only the original's finetune.py output needs this; loading may "
                            "run code)", compact=True, id="import-trust")
             yield Static("", id="import-status")
             with Horizontal(classes="buttons"):

@@ -51,7 +51,7 @@ def test_import_then_list_generate_and_chat(tmp_path: Path, offline_gpt2: GPT2To
     assert "run speedrun, step 1750" in capsys.readouterr().err
     monkeypatch.setattr("sys.stdin", io.StringIO("hello\nquit\n"))
     assert run_cli(["chat", "speedrun", "--max-tokens", "3"]) == 0
-    assert "template: plain" in capsys.readouterr().out, "a GPT-2 model chats with the seed's plain template"
+    assert "template: plain" in capsys.readouterr().out, "a GPT-2 model chats with the original's plain template"
     assert run_cli(["chat", "speedrun", "--template", "special"]) == 1
     assert "has no <|" in capsys.readouterr().err
     assert run_cli(["import", str(source)]) == 0
@@ -59,7 +59,7 @@ def test_import_then_list_generate_and_chat(tmp_path: Path, offline_gpt2: GPT2To
 
 
 class Settings:
-    """A module-level class, as the seed's Hyperparameters, so torch.save pickles it by reference."""
+    """A module-level class, as the original's Hyperparameters, so torch.save pickles it by reference."""
 
 
 def test_import_refuses_pickles_and_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

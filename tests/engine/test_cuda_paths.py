@@ -246,7 +246,7 @@ def test_speedrun_on_eight_gpus_builds_the_torchrun_command(eight_gpus: None) ->
     assert command[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=8"], command
     assert command[5:] == ["-m", "engine.pretraining", "--run-dir", str(info.path.resolve())]
     hp = manager.config(info.name)
-    # the seed's global batch: 8 sequences of 48Ki tokens, one per GPU, no accumulation
+    # the original's global batch: 8 sequences of 48Ki tokens, one per GPU, no accumulation
     assert (hp.train.batch_size, hp.train.micro_batch_size, hp.train.train_seq_len) == (8, 1, 48 * 1024)
     with pytest.raises(DeviceError, match="more than the 8 CUDA"):
         manager.create(preset("speedrun-124m"), "too-many", nproc=9)

@@ -140,7 +140,7 @@ def test_safetensors_export_imports_back_as_the_same_model(our_export: tuple[Pat
 
 
 class SeedShapes(nn.Module):
-    """The seed's model.py module names and shapes as ARCHITECTURE.md documents them (weights only, no maths)."""
+    """The original's model.py module names and shapes as ARCHITECTURE.md documents them (weights only, no maths)."""
 
     def __init__(self, vocab: int, layers: int, heads: int, dim: int) -> None:
         super().__init__()
@@ -164,7 +164,7 @@ class SeedShapes(nn.Module):
         self.skip_weights = nn.Parameter(torch.empty(layers // 2))
 
 
-# the smallest shape the seed can build: 12 layers, one 128-dim head, GPT-2's vocabulary
+# the smallest shape the original can build: 12 layers, one 128-dim head, GPT-2's vocabulary
 SEED_SMALL = ModelConfig(vocab_size=50257, num_layers=12, num_heads=1, head_dim=128, model_dim=128)
 
 
@@ -181,7 +181,7 @@ def test_original_export_loads_into_the_seeds_module_layout(tmp_path: Path) -> N
     source = write_original(tmp_path / "logs" / "a" / "state_step000500.pt", model, step=500)
     result = export_checkpoint(source, tmp_path / "out", "original")
     assert result.files == ["state_step000500.pt"]
-    data = torch.load(result.out_dir / result.files[0], weights_only=True)  # as the seed's load_checkpoint does
+    data = torch.load(result.out_dir / result.files[0], weights_only=True)  # as the original's load_checkpoint does
     assert set(data) == {"step", "code", "model", "optimizers"} and data["step"] == 500
     assert all(key.startswith(ORIGINAL_PREFIX) for key in data["model"])
     assert data["model"]["_orig_mod.embed.weight"].dtype == torch.bfloat16, "dtypes of the source are kept"
@@ -201,7 +201,7 @@ def test_original_export_refuses_other_shapes_with_every_reason(our_export: tupl
     for reason in ("12 layers", "128-dimensional", "3 value embeddings", "layer 7", "50256"):
         assert reason in message, f"the refusal does not say {reason!r}: {message}"
     assert not (tmp_path / "orig").exists(), "a refused export left a folder behind"
-    assert original_refusals(ModelConfig()) == [], "the seed's own 124M shape must be exportable"
+    assert original_refusals(ModelConfig()) == [], "the original's own 124M shape must be exportable"
     wide = dataclasses.replace(ModelConfig(), model_dim=1024)
     assert any("model_dim" in reason for reason in original_refusals(wide))
 

@@ -65,7 +65,7 @@ def save_tiny_checkpoint(runs_root: Path, run: str = "tiny", *, step: int = 10, 
     torch.manual_seed(seed)
     model = GPT(hp.model, max_seq_len=hp.train.train_seq_len)
     with torch.no_grad():
-        # the seed's init zeroes the head (every token equally likely); random weights make replies vary
+        # the original's init zeroes the head (every token equally likely); random weights make replies vary
         for parameter in (model.lm_head.weight, *(b.mlp.c_proj.weight for b in model.blocks)):
             parameter.normal_(std=0.2)
     tokenizer = tiny_tokenizer()

@@ -3,7 +3,7 @@
 The same maths as nanogpt-tui's engine/model/gpt.py at inference: RMS-normed embeddings, value
 embeddings used "012 ... 012", QK-norm with half-truncated rotary, document-causal sliding-window
 attention (long/short windows in blocks), ReLU² MLPs, U-net skips and soft-capped logits. Parameter
-names equal the seed's model.py, so model.safetensors holds exactly nanogpt-tui's state_dict.
+names equal the original's model.py, so model.safetensors holds exactly nanogpt-tui's state_dict.
 Generation recomputes the whole sequence each step (no KV cache): simple and exact.
 """
 
@@ -92,7 +92,7 @@ class NanoGPTForCausalLM(PreTrainedModel, GenerationMixin):
         self.post_init()
 
     def _init_weights(self, module):
-        # only reached for weights missing from the checkpoint; a fresh model starts as the seed's does
+        # only reached for weights missing from the checkpoint; a fresh model starts as the original's does
         if isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight)
         elif isinstance(module, nn.Linear):
