@@ -16,7 +16,7 @@ def test_every_preset_is_valid() -> None:
         validate(preset(name))
 
 
-def test_speedrun_preset_is_the_seed_configuration() -> None:
+def test_speedrun_preset_is_the_original_configuration() -> None:
     hp = preset("speedrun-124m")
     m, t = hp.model, hp.train
     assert (m.num_layers, m.num_heads, m.head_dim, m.model_dim) == (12, 6, 128, 768)

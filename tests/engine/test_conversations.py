@@ -122,12 +122,12 @@ def test_jsonl_reports_line_numbers_and_skips_blank_lines(tmp_path: Path) -> Non
     assert [c.source for c in report.conversations] == [f"{path}:1", f"{path}:6"]
 
 
-def test_seed_json_and_jsonl_load_the_same_conversations(tmp_path: Path) -> None:
+def test_original_json_and_jsonl_load_the_same_conversations(tmp_path: Path) -> None:
     conversations = [_ok("Hello, how are you?", "Well, I thank thee."), _ok("Capital of France?", "Paris, my lord.")]
-    seed = _write_json(tmp_path / "finetune_data.json", conversations)
+    whole = _write_json(tmp_path / "finetune_data.json", conversations)
     lines = tmp_path / "data.jsonl"
     lines.write_text("".join(json.dumps(c) + "\n" for c in conversations), encoding="utf-8")
-    from_json, from_jsonl = read_conversations(seed), read_conversations(lines)
+    from_json, from_jsonl = read_conversations(whole), read_conversations(lines)
     assert from_json.ok and from_jsonl.ok
     assert [c.messages for c in from_json.conversations] == [c.messages for c in from_jsonl.conversations] \
         == [c["messages"] for c in conversations]

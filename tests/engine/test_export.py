@@ -102,10 +102,10 @@ def test_hf_windows_are_capped_at_the_trained_length_as_ours(tmp_path: Path) -> 
     torch.testing.assert_close(theirs, ours, rtol=0, atol=1e-4)
 
 
-def test_imported_seed_checkpoint_exports_with_equal_logits_and_its_dtypes(tmp_path: Path) -> None:
+def test_imported_original_checkpoint_exports_with_equal_logits_and_its_dtypes(tmp_path: Path) -> None:
     model = original_model()  # 128-dim heads, bf16 embeddings as the speedrun saves them
     source = write_original(tmp_path / "logs" / "run" / "state_step004000.pt", model)
-    run = import_checkpoint(source, "seed")
+    run = import_checkpoint(source, "original")
     stored = torch.load(run.checkpoint, weights_only=True)["model"]
     assert stored["embed.weight"].dtype == torch.bfloat16, "the import widened bf16 embeddings to fp32"
     assert stored["blocks.0.mlp.c_fc.weight"].dtype == torch.float32
@@ -139,7 +139,7 @@ def test_safetensors_export_imports_back_as_the_same_model(our_export: tuple[Pat
         export_checkpoint(checkpoint, folder, "safetensors")
 
 
-class SeedShapes(nn.Module):
+class OriginalShapes(nn.Module):
     """The original's model.py module names and shapes as ARCHITECTURE.md documents them (weights only, no maths)."""
 
     def __init__(self, vocab: int, layers: int, heads: int, dim: int) -> None:
@@ -165,15 +165,15 @@ class SeedShapes(nn.Module):
 
 
 # the smallest shape the original can build: 12 layers, one 128-dim head, GPT-2's vocabulary
-SEED_SMALL = ModelConfig(vocab_size=50257, num_layers=12, num_heads=1, head_dim=128, model_dim=128)
+ORIGINAL_SMALL = ModelConfig(vocab_size=50257, num_layers=12, num_heads=1, head_dim=128, model_dim=128)
 
 
 @pytest.mark.slow
-def test_original_export_loads_into_the_seeds_module_layout(tmp_path: Path) -> None:
+def test_original_export_loads_into_the_originals_module_layout(tmp_path: Path) -> None:
     torch.manual_seed(0)
     from engine.model import GPT
 
-    model = GPT(SEED_SMALL, max_seq_len=256).eval()
+    model = GPT(ORIGINAL_SMALL, max_seq_len=256).eval()
     with torch.no_grad():
         model.lm_head.weight.normal_(std=0.3)
         for embedding in (model.embed, *model.value_embeds):
@@ -185,8 +185,8 @@ def test_original_export_loads_into_the_seeds_module_layout(tmp_path: Path) -> N
     assert set(data) == {"step", "code", "model", "optimizers"} and data["step"] == 500
     assert all(key.startswith(ORIGINAL_PREFIX) for key in data["model"])
     assert data["model"]["_orig_mod.embed.weight"].dtype == torch.bfloat16, "dtypes of the source are kept"
-    seed = SeedShapes(vocab=50257, layers=12, heads=1, dim=128)
-    seed.load_state_dict({k.removeprefix(ORIGINAL_PREFIX): v for k, v in data["model"].items()}, strict=True)
+    layout = OriginalShapes(vocab=50257, layers=12, heads=1, dim=128)
+    layout.load_state_dict({k.removeprefix(ORIGINAL_PREFIX): v for k, v in data["model"].items()}, strict=True)
     tokens = torch.tensor([[50256, 5, 9, 17, 2, 300, 40]])
     with torch.no_grad():
         torch.testing.assert_close(load_model(result.out_dir / result.files[0]).model(tokens), model(tokens),

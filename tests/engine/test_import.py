@@ -66,10 +66,10 @@ def logits_of(model: GPT) -> torch.Tensor:
         return model(TOKENS)
 
 
-def test_seed_speedrun_shapes_give_the_seed_config() -> None:
+def test_original_speedrun_shapes_give_the_default_model_config() -> None:
     with torch.device("meta"):
-        seed = create_model()
-    state = {f"_orig_mod.{k}": v for k, v in seed.state_dict().items()}
+        original = create_model()
+    state = {f"_orig_mod.{k}": v for k, v in original.state_dict().items()}
     config, notes = infer_model_config(state)
     assert config == ModelConfig(), f"inferred {config}, expected the original's 124M config"
     assert "12 layers" in notes[0] and "6 heads" in notes[0] and "[7]" in notes[0]
@@ -91,20 +91,20 @@ def test_original_checkpoint_gives_the_same_logits(tmp_path: Path) -> None:
 def test_import_registers_a_finished_run_beside_the_users_runs(tmp_path: Path) -> None:
     model = original_model()
     source = write_original(tmp_path / "state_step000300.pt", model, step=300)
-    result = import_checkpoint(source, "seed-import")
+    result = import_checkpoint(source, "original-import")
     runs = RunManager().list_runs()
-    assert [(r.name, r.kind, r.state, r.step) for r in runs] == [("seed-import", "import", "finished", 300)]
+    assert [(r.name, r.kind, r.state, r.step) for r in runs] == [("original-import", "import", "finished", 300)]
     sidecar = json.loads(result.checkpoint.with_suffix(".json").read_text())
     assert sidecar["kind"] == "import" and sidecar["source_format"] == ORIGINAL and sidecar["step"] == 300
-    resolved = Workspace().resolve_checkpoint("seed-import")
+    resolved = Workspace().resolve_checkpoint("original-import")
     assert resolved.path == result.checkpoint and resolved.step == 300
     reloaded = load_model(result.checkpoint)
     assert reloaded.source_format == OURS and reloaded.config == ORIGINAL_TINY
     torch.testing.assert_close(logits_of(reloaded.model), logits_of(model), rtol=0, atol=0)
     with pytest.raises(RunError, match="cannot be trained"):
-        RunManager().launch("seed-import")
+        RunManager().launch("original-import")
     with pytest.raises(RunError, match="already exists"):
-        import_checkpoint(source, "seed-import")
+        import_checkpoint(source, "original-import")
     assert import_checkpoint(source).name.startswith("import-"), "without --name a name is derived from the file"
 
 
@@ -115,12 +115,12 @@ class Hyperparameters:
         self.vocab_size = 64
 
 
-def test_seed_finetune_pickle_needs_trust(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_original_finetune_pickle_needs_trust(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = original_model()
-    seed_module = types.ModuleType("model")
+    original_module = types.ModuleType("model")
     Hyperparameters.__module__ = "model"
-    seed_module.Hyperparameters = Hyperparameters  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "model", seed_module)
+    original_module.Hyperparameters = Hyperparameters  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "model", original_module)
     path = tmp_path / "finetuned_model.pt"
     torch.save({"model_state_dict": model.state_dict(), "optimizer_state_dict": {"state": {}, "param_groups": []},
                 "hyperparameters": Hyperparameters()}, path)

@@ -39,7 +39,7 @@ def multi_document_tokens(batch_size: int = 2, seq_len: int = 64, seed: int = 0)
     return tokens
 
 
-def _seed_state_dict_shapes() -> dict[str, tuple[int, ...]]:
+def _original_state_dict_shapes() -> dict[str, tuple[int, ...]]:
     vocab, dim, padded_vocab = 50257, 768, 50304
     expected: dict[str, tuple[int, ...]] = {
         "embed.weight": (vocab, dim),
@@ -60,11 +60,11 @@ def _seed_state_dict_shapes() -> dict[str, tuple[int, ...]]:
     return expected
 
 
-def test_speedrun_state_dict_matches_seed() -> None:
+def test_speedrun_state_dict_matches_the_original() -> None:
     with torch.device("meta"):
         model = create_model()
     shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
-    expected = _seed_state_dict_shapes()
+    expected = _original_state_dict_shapes()
     assert set(shapes) == set(expected), (
         f"missing {sorted(set(expected) - set(shapes))}, unexpected {sorted(set(shapes) - set(expected))}"
     )
@@ -73,7 +73,7 @@ def test_speedrun_state_dict_matches_seed() -> None:
     assert model.rotary.cos.is_meta, "a meta-device model must not allocate rotary tables"
 
 
-def test_initialisation_follows_the_seed() -> None:
+def test_initialisation_follows_the_original() -> None:
     model = GPT(TINY)
     block = model.blocks[0]
     assert block.attn is not None and model.blocks[2].attn is None

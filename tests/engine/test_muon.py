@@ -241,7 +241,7 @@ def test_state_dict_round_trip_resumes_exactly(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- schedules
 
 
-def test_get_lr_matches_the_seed() -> None:
+def test_get_lr_matches_the_original() -> None:
     assert get_lr(0, 4000) == 1.0
     assert get_lr(2000, 4000) == 1.0
     assert get_lr(2400, 4000) == pytest.approx(1.0)  # cooldown starts at 60 %
@@ -260,7 +260,7 @@ def test_muon_momentum_warms_up_from_the_speedruns_start() -> None:
     assert muon_momentum(300, 0.95) == pytest.approx(0.95) and muon_momentum(5000, 0.95) == pytest.approx(0.95)
 
 
-def test_window_schedule_matches_the_seed() -> None:
+def test_window_schedule_matches_the_original() -> None:
     assert get_window_size_blocks(0, 4000) == 1
     assert get_window_size_blocks(2000, 4000) == 7  # 864 tokens -> 896
     assert get_window_size_blocks(4000, 4000) == 14  # 1728 -> 1792 tokens

@@ -117,7 +117,7 @@ def test_shards_advance_then_cycle_or_stop(tmp_path: Path) -> None:
     assert cycled == [0, 16, 32, 50, 66, 82, 0, 16], "after the last shard the stream starts over"
 
 
-def test_a_batch_ending_on_the_last_token_is_skipped_like_the_seed(tmp_path: Path) -> None:
+def test_a_batch_ending_on_the_last_token_is_skipped_like_the_original(tmp_path: Path) -> None:
     # 49 tokens: the batch at 32 would need tokens 32..48, exactly the rest; the original moves on instead
     files = write_token_splits(np.arange(49), tmp_path, "edge", shard_size=49)
     assert [int(x[0]) for x, _ in ShardStream(files, 16, 0, 1, cycle=False)] == [0, 16]

@@ -22,7 +22,7 @@ def test_count_equals_the_real_model(name: str) -> None:
     assert count_params(config) == real, f"estimate counts {count_params(config)} parameters, GPT has {real}"
 
 
-def test_seed_model_count_is_known() -> None:
+def test_original_model_count_is_known() -> None:
     # 124M without embeddings; the original's state_dict shapes give 275,598,388 in all
     assert count_params(preset("speedrun-124m").model) == 275_598_388
 
