@@ -1,20 +1,23 @@
 """Hyperparameters as typed, frozen dataclasses; presets; TOML load/save with strict validation.
 
-A run's whole configuration is one `Hyperparameters` made of five sections, saved as
+A run's whole configuration is one `Hyperparameters` made of six sections, saved as
 `config.toml` in the run directory and inside every checkpoint, so a run can be reproduced.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import json
 import sys
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,6 +27,19 @@ else:  # pragma: no cover - exercised only on Python 3.10
 from engine.errors import ConfigError
 from engine.limits import FIELD_LIMITS, check_number
 from engine.text_input import text_problem
+
+
+# Fields with a fixed set of string choices are typed with these; validation, the forms and the CLI read
+# the choices from them (`choices`, typing.get_args), so a choice is added or removed here only.
+TokenizerKind = Literal["bpe", "gpt2"]
+Sampling = Literal["sequential", "shuffled"]
+DeviceName = Literal["auto", "cpu", "cuda", "mps"]
+DtypeName = Literal["auto", "float32", "bfloat16"]
+CompileMode = Literal["auto", "on", "off"]
+FinetuneOptimizer = Literal["adamw", "muon"]
+Overflow = Literal["truncate", "error"]
+ChatTemplate = Literal["special", "plain"]
+TemplateChoice = Literal["auto", ChatTemplate]
 
 
 def next_multiple_of_n(value: float | int, *, n: int) -> int:
@@ -67,7 +83,7 @@ class DataConfig:
     train_files: str = ""
     val_files: str = ""
     # "bpe": trained on the corpus and saved with the run; "gpt2": tiktoken's GPT-2 BPE
-    tokenizer: str = "bpe"
+    tokenizer: TokenizerKind = "bpe"
     bpe_vocab_size: int = 4096
     # the last val_fraction of a text corpus is held out and never trained on
     val_fraction: float = 0.1
@@ -76,7 +92,7 @@ class DataConfig:
     # "sequential": the original's front-to-back stream of contiguous batches (for shards whose documents
     # are already shuffled, such as FineWeb); "shuffled": rows of the training split in a new random
     # order every epoch (for small corpora stored in order; holds the split in memory)
-    sampling: str = "sequential"
+    sampling: Sampling = "sequential"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +133,9 @@ class TrainConfig:
 class RunConfig:
     """Where and how the run executes, and how often it reports."""
 
-    device: str = "auto"  # auto | cpu | cuda | mps
-    dtype: str = "auto"  # auto | float32 | bfloat16
-    compile: str = "auto"  # auto (on CUDA) | on | off
+    device: DeviceName = "auto"
+    dtype: DtypeName = "auto"
+    compile: CompileMode = "auto"  # auto: on with CUDA
     seed: int = 1337
     log_every: int = 1
     val_every: int = 125  # 0 = only at the end
@@ -128,11 +144,6 @@ class RunConfig:
     sample_tokens: int = 200
     sample_prompt: str = ""
     stop_timeout_s: float = 60.0
-
-
-FINETUNE_OPTIMIZERS = ("adamw", "muon")
-FINETUNE_OVERFLOW = ("truncate", "error")
-FINETUNE_TEMPLATES = ("auto", "special", "plain")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +159,7 @@ class FinetuneConfig:
     lr: float = 5e-5
     weight_decay: float = 0.01
     # "adamw" on every parameter, or "muon": the pretraining split with every [optim] rate x muon_scale
-    optimizer: str = "adamw"
+    optimizer: FinetuneOptimizer = "adamw"
     muon_scale: float = 0.1
     # conversations held out for validation (at least one)
     val_fraction: float = 0.1
@@ -157,9 +168,9 @@ class FinetuneConfig:
     # a .json file is parsed whole, so larger ones are refused; .jsonl is read line by line
     max_file_mb: float = 256.0
     # a conversation longer than train.train_seq_len: "truncate" (with a warning) or "error"
-    overflow: str = "truncate"
+    overflow: Overflow = "truncate"
     # "auto": "special" for tokenizers with chat tokens (our BPE), "plain" (Human:/Assistant:) otherwise
-    template: str = "auto"
+    template: TemplateChoice = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +308,29 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+@functools.cache
+def choice_fields() -> Mapping[str, tuple[str, ...]]:
+    """Every fixed-choice field's dotted key and its choices, in the order its Literal lists them."""
+    return MappingProxyType({f"{section}.{key}": typing.get_args(expected)
+                             for section, cls in SECTIONS.items() for key, expected in _field_types(cls).items()
+                             if typing.get_origin(expected) is Literal})
+
+
+def choices(key: str) -> tuple[str, ...]:
+    """The values a fixed-choice field accepts, e.g. choices("data.sampling") == ("sequential", "shuffled")."""
+    return choice_fields()[key]
+
+
+def check_choice(key: str, value: object, source: str = "config") -> None:
+    """ConfigError (with `key` and a hint listing the choices) unless `value` is one of the field's choices."""
+    allowed = choices(key)
+    if value not in allowed:
+        quoted = [repr(choice) for choice in allowed]
+        either = ", ".join(quoted[:-1]) + " or " + quoted[-1] if len(quoted) > 1 else quoted[0]
+        raise ConfigError(f"{source}: {key}: expected {either}, got {value!r}",
+                          hint=f"choose one of: {', '.join(allowed)}", key=key)
+
+
 def _coerce(value: Any, expected: Any, where: str, key: str | None = None) -> Any:
     """Check a TOML value against a field's type; ints widen to float, lists become tuples."""
     try:
@@ -308,6 +342,8 @@ def _coerce(value: Any, expected: Any, where: str, key: str | None = None) -> An
 
 def _coerce_value(value: Any, expected: Any, where: str) -> Any:
     origin = typing.get_origin(expected)
+    if origin is Literal:
+        expected = str  # which strings: check_choice, run by validate
     if origin is tuple:
         (item_type, _ellipsis) = typing.get_args(expected)
         if not isinstance(value, (list, tuple)):
@@ -381,7 +417,7 @@ def from_dict(data: dict[str, Any], source: str = "config", base: Hyperparameter
 
 def validate(hp: Hyperparameters, source: str = "config") -> None:
     """Reject values that would crash or silently misbehave later, naming the key."""
-    m, t, d, r = hp.model, hp.train, hp.data, hp.run
+    m, t, d = hp.model, hp.train, hp.data
 
     def bad(key: str, why: str, hint: str = "") -> ConfigError:
         return ConfigError(f"{source}: {key}: {why}", hint=hint, key=key)
@@ -408,45 +444,30 @@ def validate(hp: Hyperparameters, source: str = "config") -> None:
                       hint=f"try {next_multiple_of_n(seq_len, n=m.attn_block_size)}")
     if t.batch_size % t.micro_batch_size:
         raise bad("train.batch_size", f"must be a multiple of micro_batch_size ({t.micro_batch_size}), got {t.batch_size}")
-    if d.tokenizer not in ("bpe", "gpt2"):
-        raise bad("data.tokenizer", f"expected 'bpe' or 'gpt2', got {d.tokenizer!r}")
-    if d.sampling not in ("sequential", "shuffled"):
-        raise bad("data.sampling", f"expected 'sequential' or 'shuffled', got {d.sampling!r}")
     if d.tokenizer == "bpe" and not 256 + 8 <= d.bpe_vocab_size <= 65535:
         raise bad("data.bpe_vocab_size", f"must be between 264 and 65535, got {d.bpe_vocab_size}")
     if d.corpus == "shards" and not d.train_files:
         raise bad("data.train_files", "is empty but data.corpus is 'shards'", hint="set it to a glob such as data/fineweb10B/fineweb_train_*.bin")
-    if r.device not in ("auto", "cpu", "cuda", "mps"):
-        raise bad("run.device", f"expected auto, cpu, cuda or mps, got {r.device!r}")
-    if r.dtype not in ("auto", "float32", "bfloat16"):
-        raise bad("run.dtype", f"expected auto, float32 or bfloat16, got {r.dtype!r}")
-    if r.compile not in ("auto", "on", "off"):
-        raise bad("run.compile", f"expected auto, on or off, got {r.compile!r}")
-    _validate_finetune(hp.finetune, bad)
 
 
 def _check_fields(hp: Hyperparameters, source: str) -> None:
     """Every int and float field (each item of a tuple) against its range in engine.limits.FIELD_LIMITS,
-    and every string against the text policy (a --set value with undecodable bytes cannot be saved)."""
+    every fixed-choice field against its Literal, and every string against the text policy (a --set
+    value with undecodable bytes cannot be saved)."""
+    fixed = choice_fields()
     for section in SECTIONS:
         values = getattr(hp, section)
         for key in _field_types(SECTIONS[section]):
-            value = getattr(values, key)
+            value, dotted = getattr(values, key), f"{section}.{key}"
             if isinstance(value, str) and (problem := text_problem(value)) is not None:
-                raise ConfigError(f"{source}: {section}.{key} {problem}", hint="give the value as UTF-8 text")
-            limit = FIELD_LIMITS.get(f"{section}.{key}")
+                raise ConfigError(f"{source}: {dotted} {problem}", hint="give the value as UTF-8 text")
+            if dotted in fixed:
+                check_choice(dotted, value, source)
+            limit = FIELD_LIMITS.get(dotted)
             if limit is None:
-                continue  # strings and booleans: checked by name below
+                continue  # other strings and booleans: checked by name in validate
             for item in value if isinstance(value, tuple) else (value,):
-                check_number(f"{section}.{key}", item, limit, source)
-
-
-def _validate_finetune(f: FinetuneConfig, bad: typing.Callable[..., ConfigError]) -> None:
-    for key, value, allowed in [("finetune.optimizer", f.optimizer, FINETUNE_OPTIMIZERS),
-                                ("finetune.overflow", f.overflow, FINETUNE_OVERFLOW),
-                                ("finetune.template", f.template, FINETUNE_TEMPLATES)]:
-        if value not in allowed:
-            raise bad(key, f"expected one of {', '.join(allowed)}, got {value!r}")
+                check_number(dotted, item, limit, source)
 
 
 def load_toml(path: str | Path) -> Hyperparameters:

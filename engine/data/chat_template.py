@@ -13,8 +13,9 @@ end-of-turn token, and training and generation see the same ids for the same con
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_args
 
+from engine.config import ChatTemplate
 from engine.data.tokenizer import (
     ASSISTANT_END,
     ASSISTANT_START,
@@ -26,7 +27,7 @@ from engine.data.tokenizer import (
 from engine.errors import ConfigError, DataError
 
 Message = dict  # {"role": "system"|"user"|"assistant", "content": str}
-TEMPLATES = ("special", "plain")
+TEMPLATES: tuple[str, ...] = get_args(ChatTemplate)
 ROLES = ("system", "user", "assistant")
 
 # the plain template's pieces; the assistant's turn ends with the newline, which it learns to emit

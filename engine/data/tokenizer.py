@@ -23,7 +23,7 @@ from tokenizers import Tokenizer as HFTokenizer
 
 from engine import paths
 from engine.atomic import atomic_write_text
-from engine.config import DataConfig
+from engine.config import DataConfig, check_choice
 from engine.data.corpus import corpus_hash
 from engine.errors import ConfigError, DataError
 from engine.text_input import check_text
@@ -291,11 +291,12 @@ def get_or_train_bpe(documents: Sequence[str], vocab_size: int, cache_dir: Path 
 
 def tokenizer_for(data_config: DataConfig, documents: Sequence[str]) -> Tokenizer:
     """The tokenizer a data config asks for; a BPE is trained on (or cached for) `documents`."""
+    check_choice("data.tokenizer", data_config.tokenizer)
     if data_config.tokenizer == "bpe":
         return get_or_train_bpe(documents, data_config.bpe_vocab_size)
     if data_config.tokenizer == "gpt2":
         return gpt2_tokenizer()
-    raise ConfigError(f"data.tokenizer: expected 'bpe' or 'gpt2', got {data_config.tokenizer!r}", key="data.tokenizer")
+    raise AssertionError(f"data.tokenizer {data_config.tokenizer!r} is a choice without a tokenizer here")
 
 
 def tokenizer_from_payload(payload: Mapping[str, object]) -> Tokenizer:

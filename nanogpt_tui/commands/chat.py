@@ -8,7 +8,9 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import get_args
 
+from engine.config import ChatTemplate
 from engine.errors import DataError
 from nanogpt_tui.commands.generate import (
     add_checkpoint_arguments,
@@ -91,7 +93,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("chat", help="chat with a model in the terminal")
     add_checkpoint_arguments(parser)
-    parser.add_argument("--template", choices=("special", "plain"),
+    parser.add_argument("--template", choices=get_args(ChatTemplate),
                         help="chat template (default: special when the tokenizer has chat tokens, else plain)")
     parser.add_argument("--system", help="a system message that starts every conversation")
     add_sampling_arguments(parser)

@@ -7,6 +7,7 @@ import argparse
 import sys
 from typing import Any
 
+from engine.config import choices
 from nanogpt_tui.commands.options import number
 
 CHECKPOINT_HELP = ("a checkpoint file, a run name (its newest checkpoint), a folder, or nothing "
@@ -18,7 +19,7 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-pickle", action="store_true",
                         help="load a checkpoint that pickles Python objects (the original's finetune.py output); "
                         "this can run code from the file, so only for files you trust")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+    parser.add_argument("--device", default="auto", choices=choices("run.device"),
                         help="where the model runs (auto: CUDA, then MPS, then CPU)")
 
 

@@ -6,7 +6,9 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import get_args
 
+from engine.config import ChatTemplate
 from nanogpt_tui.commands.generate import add_checkpoint_arguments
 from nanogpt_tui.commands.options import number
 
@@ -41,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model-name", help="the model's id in the API (default: the run's name)")
     parser.add_argument("--max-batch", type=number("max_batch"), default=8,
                         help="requests decoded together at most (default 8; 1: one at a time, in arrival order)")
-    parser.add_argument("--template", choices=("special", "plain"),
+    parser.add_argument("--template", choices=get_args(ChatTemplate),
                         help="chat template (default: special when the tokenizer has chat tokens, else plain)")
     parser.add_argument("--record-dir", help=argparse.SUPPRESS)  # where a detached server keeps its server.json
     parser.set_defaults(func=cmd_serve)

@@ -15,7 +15,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, Static
 from textual.worker import Worker
 
-from engine.config import FINETUNE_OPTIMIZERS, FINETUNE_TEMPLATES, FinetuneConfig
+from engine.config import FinetuneConfig, choices
 from engine.data.examples import DEFAULT_EXAMPLE, example_path
 from engine.errors import ConfigError, EngineError
 from engine.limits import FIELD_LIMITS
@@ -96,9 +96,10 @@ class FinetuneFormScreen(AppScreen[RunInfo | None]):
             yield self._row("Epochs", Input(str(defaults.epochs), compact=True, disabled=True, id="ft-epochs"),
                             "epochs")
             yield self._row("Learning rate", Input(repr(defaults.lr), compact=True, disabled=True, id="ft-lr"), "lr")
-            yield self._row("Optimizer", Select([(o, o) for o in FINETUNE_OPTIMIZERS], value=defaults.optimizer,
+            optimizers, templates = choices("finetune.optimizer"), choices("finetune.template")
+            yield self._row("Optimizer", Select([(o, o) for o in optimizers], value=defaults.optimizer,
                                                 allow_blank=False, compact=True, disabled=True, id="ft-optimizer"))
-            yield self._row("Template", Select([(t, t) for t in FINETUNE_TEMPLATES], value=defaults.template,
+            yield self._row("Template", Select([(t, t) for t in templates], value=defaults.template,
                                                allow_blank=False, compact=True, disabled=True, id="ft-template"))
             yield self._row("Val fraction", Input(repr(defaults.val_fraction), compact=True, disabled=True,
                                                   id="ft-val_fraction"), "val_fraction")

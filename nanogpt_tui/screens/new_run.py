@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 from textual.worker import Worker
 
-from engine.config import DEFAULT_PRESET, Hyperparameters
+from engine.config import DEFAULT_PRESET, Hyperparameters, choices
 from engine.runs import RunInfo
 from nanogpt_tui.app import error_text
 from nanogpt_tui.screens.base import AppScreen
@@ -34,7 +34,9 @@ from nanogpt_tui.screens.run_form import (
     summary,
 )
 
-DEVICES = (("auto (GPU when present)", "auto"), ("cpu", "cpu"), ("cuda", "cuda"))
+# run.device's choices but MPS: a run here is torchrun processes, and device detection knows CUDA and CPUs
+DEVICES = tuple(("auto (GPU when present)" if name == "auto" else name, name)
+                for name in choices("run.device") if name != "mps")
 SHARD_KEYS = ("data.train_files", "data.val_files")
 
 
@@ -169,7 +171,8 @@ class NewRunScreen(AppScreen[RunInfo | None]):
         self.query_one("#source", Select).value = source
         if source == "text":
             self.query_one("#" + input_id(DATA_PATH), Input).value = corpus
-        device = self._base.run.device if self._base.run.device in ("cpu", "cuda") else "auto"
+        offered = [name for _, name in DEVICES]
+        device = self._base.run.device if self._base.run.device in offered else "auto"
         self.query_one("#device", Select).value = device
         self._validate()
 

@@ -69,7 +69,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
     ("train.num_iterations=-5", "train.num_iterations"),
     ("train.train_seq_len=100", "multiple of the attention block"),
     ("model.window_pattern='LL'", "one letter L or S per layer"),
-    ("run.device='tpu'", "expected auto, cpu, cuda or mps"),
+    ("run.device='tpu'", "expected 'auto', 'cpu', 'cuda' or 'mps'"),
     ("data.bpe_vocab_size=70000", "between 264 and 65535"),
     ("train.lr=0.1", "unknown key train.lr"),
     ("optim.muon_lr=true", "expected a number"),
