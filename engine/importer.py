@@ -36,11 +36,12 @@ from engine.config import (
     to_dict,
 )
 from engine.errors import CheckpointError, ConfigError, RunError
+from engine.runs.protocol import ORIGINAL_FINETUNE_FORMAT
 
 log = logging.getLogger(__name__)
 
 # the values are stored (a sidecar's source_format) and stay as they are
-OURS, ORIGINAL, ORIGINAL_FINETUNE = "nanogpt-tui", "modded-nanogpt", "seed-finetune"
+OURS, ORIGINAL, ORIGINAL_FINETUNE = "nanogpt-tui", "modded-nanogpt", ORIGINAL_FINETUNE_FORMAT
 ORIGINAL_HEAD_DIM = 128  # fixed in modded-nanogpt's attention
 # the longest context a generator gets by default; the KV cache is allocated for it up front
 MAX_DEFAULT_CONTEXT = 4096

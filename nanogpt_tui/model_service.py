@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from engine.atomic import atomic_write_text
 from engine.sampling_params import SamplingParams
 from engine.errors import DataError
-from engine.runs.protocol import SEED_FINETUNE_FORMAT, CheckpointEntry
+from engine.runs.protocol import ORIGINAL_FINETUNE_FORMAT, CheckpointEntry
 
 if TYPE_CHECKING:
     from engine.inference.chat import ChatSession
@@ -181,7 +181,7 @@ class LocalModels:
 
         loaded = load_model(entry.path)
         generator = Generator.from_checkpoint(loaded)
-        finetuned = entry.finetuned or loaded.source_format == SEED_FINETUNE_FORMAT
+        finetuned = entry.finetuned or loaded.source_format == ORIGINAL_FINETUNE_FORMAT
         return LoadedModel(entry.path, entry.label, generator, loaded.hyperparameters, finetuned, list(loaded.notes))
 
     def chat_session(self, model: LoadedModel, template: str, system: str) -> ChatSession:

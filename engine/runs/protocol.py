@@ -248,7 +248,9 @@ def read_sidecar(pt_path: Path) -> tuple[dict[str, Any] | None, FileProblem | No
 
 # sidecar kinds of checkpoints whose model was trained to answer (the rest continue text)
 FINETUNED_KINDS = frozenset({"finetune"})
-SEED_FINETUNE_FORMAT = "seed-finetune"
+# the source_format of an imported fine-tune of the original (its finetune.py output); stored, so its
+# older wording stays
+ORIGINAL_FINETUNE_FORMAT = "seed-finetune"
 
 
 @dataclass(frozen=True)
@@ -271,7 +273,7 @@ class CheckpointEntry:
 
     @property
     def finetuned(self) -> bool:
-        return self.kind in FINETUNED_KINDS or self.meta.get("source_format") == SEED_FINETUNE_FORMAT
+        return self.kind in FINETUNED_KINDS or self.meta.get("source_format") == ORIGINAL_FINETUNE_FORMAT
 
     def number(self, key: str) -> float | None:
         value = self.meta.get(key)
