@@ -18,11 +18,11 @@ from engine.inference.generate import (
     STOP_TOKEN,
     Generator,
     SamplingParams,
-    TextStream,
     auto_device,
     auto_dtype,
-    filter_logits,
 )
+from engine.inference.sampling import filter_logits
+from engine.inference.text_stream import TextStream
 from engine.model import GPT
 from engine.model.kv_cache import KVCache
 from engine.train.train_samples import sample_text

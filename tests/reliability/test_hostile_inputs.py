@@ -127,7 +127,8 @@ def test_sampling_never_sees_non_finite_scores() -> None:
     import torch
 
     from engine.errors import CheckpointError, ConfigError
-    from engine.inference.generate import SamplingParams, sample_next
+    from engine.inference.sampling import sample_next
+    from engine.sampling_params import SamplingParams
 
     generator = torch.Generator().manual_seed(0)
     for bad in (float("nan"), float("inf")):
