@@ -104,6 +104,11 @@ class ChatBase(AppScreen[None]):
     def generating(self) -> bool:
         return self._cancel is not None
 
+    @property
+    def transcript(self) -> list[dict[str, str]]:
+        """A copy of every turn said, also those cleared from view or dropped from the context: what /save writes."""
+        return [dict(turn) for turn in self._transcript]
+
     def _mount_message(self, widget: ChatMessage) -> None:
         self.query_one(ConversationView).add(widget)
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.screen import Screen
+from textual.widgets import DataTable
 
 from engine.config import preset, save_toml
 from engine.runs import RunInfo, RunManager, update_status
@@ -136,6 +138,30 @@ def dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
     return process.pid
+
+
+def rows_by_header(table: DataTable[Any]) -> list[dict[str, str]]:
+    """A table's rows in the order shown, each row's cells by the column header the user sees."""
+    headers = [str(column.label) for column in table.columns.values()]
+    return [dict(zip(headers, map(str, table.get_row(key)), strict=True)) for key in table.rows]
+
+
+def form_errors(screen: Screen[Any]) -> dict[str, str]:
+    """The errors a form shows (its `.field-error` lines that say something), by the line's id."""
+    return {str(line.id): text for line in screen.query(".field-error") if (text := str(line.render()))}
+
+
+def record_notifications(app: NanoGPTApp) -> list[tuple[str, str]]:
+    """Every notification the app shows from now on, as (message, severity); they still show."""
+    shown: list[tuple[str, str]] = []
+    notify = app.notify
+
+    def recording(message: str, **kwargs: Any) -> None:
+        shown.append((message, str(kwargs.get("severity", "information"))))
+        notify(message, **kwargs)
+
+    app.notify = recording  # type: ignore[method-assign]
+    return shown
 
 
 async def wait_for(pilot: Pilot[None], condition: Callable[[], bool], timeout: float = 15.0,

@@ -11,8 +11,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from textual.screen import Screen
+from textual.widgets import Static
+
 from engine.config import Hyperparameters, config_hash, save_toml, to_dict
 from nanogpt_tui.model_service import CheckpointEntry, LoadedModel
+from nanogpt_tui.widgets.path_input import display_path
 from tests.helpers import VERSE, tiny_config
 from tests.tui.conftest import FIXED_NOW, FakeEngine, write_run
 
@@ -80,6 +84,16 @@ def save_tiny_checkpoint(runs_root: Path, run: str = "tiny", *, step: int = 10, 
     return path
 
 
+def chat_model_text(screen: Screen[Any]) -> str:
+    """The chat's model panel: the loaded checkpoint's label and path, "Loading …" or how to choose one."""
+    return str(screen.query_one("#chat-model", Static).render())
+
+
+def chat_shows(screen: Screen[Any], path: Path) -> bool:
+    """Whether the chat's model panel names `path`: set once that checkpoint's conversation is ready."""
+    return display_path(path) in chat_model_text(screen)
+
+
 def entry_for(path: Path) -> CheckpointEntry:
     from engine.runs.protocol import read_sidecar
 
@@ -108,6 +122,10 @@ class ScriptedGenerator:
         self.calls: list[tuple[list[list[int]], Any]] = []
         self.cancel_seen: threading.Event | None = None
         self._chunk = TokenChunk
+
+    def prompt_text(self, call: int = -1) -> str:
+        """The first prompt of a generate call, decoded: the conversation as the model read it."""
+        return self.tokenizer.decode(self.calls[call][0][0])
 
     def encode_prompt(self, text: str) -> list[int]:
         return [self.tokenizer.bos_id, *self.tokenizer.encode(text)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from textual.widgets import Static
@@ -12,28 +13,21 @@ from textual.widgets import Static
 from engine.data.conversations import read_conversations
 from nanogpt_tui.app import NanoGPTApp
 from nanogpt_tui.messages import POST_EVERY_S
+from nanogpt_tui.model_service import LoadedModel
 from nanogpt_tui.screens.chat import ChatScreen
+from nanogpt_tui.screens.chat_commands import NO_MODEL
 from nanogpt_tui.screens.checkpoints import open_checkpoint_in
 from engine.settings import Settings
 from nanogpt_tui.widgets.message import ChatMessage, ChatNotice, PromptArea
 from nanogpt_tui.widgets.slider import Slider
-from tests.tui.conftest import FIXED_NOW, FakeEngine, wait_for
+from tests.tui.conftest import FIXED_NOW, FakeEngine, record_notifications, wait_for
 from tests.tui.model_fixtures import ScriptedEngine, ScriptedGenerator, entry_for, save_tiny_checkpoint
+from tests.tui.model_fixtures import chat_model_text, chat_shows
+
+if TYPE_CHECKING:
+    from engine.inference.chat import ChatSession
 
 SCRIPT = ["Good", " morrow", ",", " gentle", " friend", "."]
-
-
-def record_notifications(app: NanoGPTApp) -> list[tuple[str, str]]:
-    """Every notification the app shows, as (message, severity)."""
-    shown: list[tuple[str, str]] = []
-    notify = app.notify
-
-    def recording(message: str, **kwargs: object) -> None:
-        shown.append((message, str(kwargs.get("severity", "information"))))
-        notify(message, **kwargs)  # type: ignore[arg-type]
-
-    app.notify = recording  # type: ignore[method-assign]
-    return shown
 
 
 @pytest.fixture
@@ -51,8 +45,13 @@ async def open_chat(pilot, path: Path) -> ChatScreen:
     await open_checkpoint_in(pilot.app, "chat", entry_for(path))
     screen = pilot.app.screen
     assert isinstance(screen, ChatScreen)
-    await wait_for(pilot, lambda: screen._session is not None, what="the model to load")
+    await wait_for(pilot, lambda: chat_shows(screen, path), what="the model to load")
     return screen
+
+
+def status_parts(screen: ChatScreen) -> list[str]:
+    """The chat's status line, part by part: model, template, speed, context, dropped turns, seed."""
+    return str(screen.query_one("#chat-status", Static).render()).split(" · ")
 
 
 def replies(screen: ChatScreen) -> list[str]:
@@ -100,7 +99,7 @@ async def test_reply_streams_token_by_token(scripted, gate: threading.Semaphore)
         gate.release(len(SCRIPT))
         await wait_for(pilot, lambda: not screen.generating, what="the end of the reply")
         assert replies(screen) == ["Good morrow, gentle friend."]
-        assert screen._transcript[-1] == {"role": "assistant", "content": "Good morrow, gentle friend."}
+        assert screen.transcript[-1] == {"role": "assistant", "content": "Good morrow, gentle friend."}
         status = str(screen.query_one("#chat-status", Static).render())
         assert "tok/s" in status and "context" in status, f"the status line shows speed and context: {status!r}"
         await pilot.press("up")
@@ -119,9 +118,13 @@ async def test_escape_stops_and_keeps_the_partial_reply(scripted, gate: threadin
         await wait_for(pilot, lambda: not screen.generating, what="the stop")
         assert engine.generator.cancel_seen is not None and engine.generator.cancel_seen.is_set()
         assert replies(screen) == ["Good morrow,"], "the partial reply stays on screen"
-        assert screen._session is not None and screen._session.messages[-1]["content"] == "Good morrow,", \
-            "the partial reply stays in the conversation the model sees next"
         assert "stopped" in str(screen.query(ChatMessage).last().border_subtitle)
+        gate.release(len(SCRIPT))
+        await send(pilot, "again")
+        await wait_for(pilot, lambda: not screen.generating and len(replies(screen)) == 2, what="the next reply")
+        prompt = engine.generator.prompt_text()
+        assert "Good morrow," in prompt and "gentle" not in prompt, \
+            f"the partial reply stays in the conversation the model sees next: {prompt!r}"
 
 
 async def test_slider_values_reach_the_generator(scripted, gate: threading.Semaphore) -> None:
@@ -167,13 +170,17 @@ async def test_new_clear_save_and_system(scripted, gate: threading.Semaphore, tm
         await send(pilot, "/clear")
         await pilot.pause()
         assert not list(screen.query(ChatMessage)), "/clear empties the view"
-        assert len(screen._transcript) == 2, "/clear keeps the conversation"
+        assert len(screen.transcript) == 2, "/clear keeps the conversation"
         await send(pilot, "/new")
         await pilot.pause()
-        assert not list(screen.query(ChatMessage)) and screen._transcript == []
-        assert screen._session is not None and screen._session.messages == [
-            {"role": "system", "content": "Speak as a sonneteer."}], "/new forgets the turns, keeps the system message"
+        assert not list(screen.query(ChatMessage)) and screen.transcript == []
         assert "New conversation." in notices(screen)
+        gate.release(len(SCRIPT))
+        await send(pilot, "again")
+        await wait_for(pilot, lambda: not screen.generating and replies(screen), what="the first reply after /new")
+        prompt = engine.generator.prompt_text()
+        assert "Speak as a sonneteer." in prompt and "hello" not in prompt and "Good morrow" not in prompt, \
+            f"/new forgets the turns, keeps the system message: the model read {prompt!r}"
 
 
 async def test_new_key_asks_first_and_copy_takes_the_last_reply(scripted, gate: threading.Semaphore) -> None:
@@ -187,12 +194,12 @@ async def test_new_key_asks_first_and_copy_takes_the_last_reply(scripted, gate: 
         await pilot.pause()
         await pilot.press("n")
         await pilot.pause()
-        assert screen._transcript, "declining the confirmation keeps the conversation"
+        assert screen.transcript, "declining the confirmation keeps the conversation"
         await pilot.press("ctrl+n")
         await pilot.pause()
         await pilot.press("y")
         await pilot.pause()
-        assert screen._transcript == [] and not list(screen.query(ChatMessage))
+        assert screen.transcript == [] and not list(screen.query(ChatMessage))
 
 
 async def test_unknown_command_and_template_errors_keep_the_screen(scripted) -> None:
@@ -206,9 +213,10 @@ async def test_unknown_command_and_template_errors_keep_the_screen(scripted) -> 
         await pilot.pause()
         assert any("unknown command /frobnicate" in m for m, _ in shown)
         assert any("unknown chat template" in m and s == "error" for m, s in shown)
+        assert "special" in status_parts(screen), "a failed /template keeps the template"
         await send(pilot, "/template plain")
         await pilot.pause()
-        assert screen._session is not None and screen._session.template == "plain"
+        assert "plain" in status_parts(screen) and "Template: plain." in notices(screen)
 
 
 async def test_quitting_stops_a_running_reply(scripted) -> None:
@@ -248,7 +256,8 @@ async def test_bad_checkpoint_shows_an_error_and_the_app_keeps_running(runs_root
         message = next(m for m, s in shown if s == "error")
         assert "not a readable checkpoint" in message, message
         screen = app.screen
-        assert isinstance(screen, ChatScreen) and screen._loading is None and screen._session is None
+        assert isinstance(screen, ChatScreen) and chat_model_text(screen) == NO_MODEL, \
+            "after a failed load the chat has no model and is loading none"
         await send(pilot, "hello")
         await pilot.pause()
         assert any("No model loaded" in m for m, _ in shown), "sending without a model explains what to do"
@@ -257,21 +266,35 @@ async def test_bad_checkpoint_shows_an_error_and_the_app_keeps_running(runs_root
         assert app.current_mode == "runs", "the app keeps running and switching screens"
 
 
+class SessionsKept(FakeEngine):
+    """The local engine, keeping every chat session it hands out (the conversation the model reads)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.sessions: list[ChatSession] = []
+
+    def chat_session(self, model: LoadedModel, template: str, system: str) -> ChatSession:
+        session = super().chat_session(model, template, system)
+        self.sessions.append(session)
+        return session
+
+
 async def test_real_tiny_base_model_streams_with_the_plain_template(runs_root: Path) -> None:
     path = save_tiny_checkpoint(runs_root, "base", kind="pretrain")
-    app = NanoGPTApp(FakeEngine(runs_root), Settings(), clock=lambda: FIXED_NOW)
+    engine = SessionsKept(runs_root)
+    app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_chat(pilot, path)
-        assert screen._session is not None and screen._session.template == "plain", \
+        assert "plain" in status_parts(screen) and engine.sessions[-1].template == "plain", \
             "a base model gets the plain template"
         assert "base model: it continues text rather than answers" in notices(screen)
         screen.query_one("#max-tokens", Slider).value = 16
         await send(pilot, "ROMEO:")
-        await wait_for(pilot, lambda: not screen.generating and screen._transcript[-1]["role"] == "assistant",
+        await wait_for(pilot, lambda: not screen.generating and screen.transcript[-1]["role"] == "assistant",
                        timeout=60, what="the tiny model's reply")
-        assert screen._session.messages[-1]["role"] == "assistant"
+        assert engine.sessions[-1].messages[-1]["role"] == "assistant", "the reply is in the conversation the model reads"
         assert "tok/s" in str(screen.query_one("#chat-status", Static).render())
-        saved = json.loads(json.dumps(screen._transcript))
+        saved = json.loads(json.dumps(screen.transcript))
         assert saved[0] == {"role": "user", "content": "ROMEO:"}
 
 
@@ -319,7 +342,7 @@ async def test_old_turns_dropped_to_fit_are_announced(runs_root: Path) -> None:
         status = str(screen.query_one("#chat-status", Static).render())
         assert "dropped to fit the context" in status, status
         assert "Dropped the 2 oldest message(s)" in notices(screen)
-        assert len(screen._transcript) == 6, "the transcript (and /save) keeps the dropped turns"
+        assert len(screen.transcript) == 6, "the transcript (and /save) keeps the dropped turns"
 
 
 async def test_typing_after_a_confirmation_goes_to_the_prompt(scripted, gate: threading.Semaphore) -> None:

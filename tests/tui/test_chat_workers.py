@@ -15,6 +15,7 @@ from nanogpt_tui.screens.chat import ChatScreen
 from nanogpt_tui.widgets.message import ChatMessage, ChatNotice, PromptArea
 from tests.tui.conftest import FIXED_NOW, wait_for
 from tests.tui.model_fixtures import ScriptedEngine, ScriptedGenerator, entry_for, save_tiny_checkpoint
+from tests.tui.model_fixtures import chat_model_text, chat_shows
 
 
 class GatedLoads(ScriptedEngine):
@@ -40,7 +41,7 @@ async def test_chat_opens_the_newest_checkpoint_like_the_cli(runs_root: Path, ca
         await pilot.press("4")
         screen = app.screen
         assert isinstance(screen, ChatScreen)
-        await wait_for(pilot, lambda: screen._session is not None, what="the newest checkpoint to load by itself")
+        await wait_for(pilot, lambda: chat_shows(screen, newest), what="the newest checkpoint to load by itself")
         notices = "\n".join(str(n.render()) for n in screen.query(ChatNotice))
         assert "newer @ 12" in notices, "the chat must say which checkpoint it opened"
     assert engine.loaded == [newest]
@@ -61,11 +62,12 @@ async def test_a_slow_earlier_load_does_not_win(runs_root: Path) -> None:
         assert isinstance(screen, ChatScreen)
         screen.open_checkpoint(entry_for(first))
         screen.open_checkpoint(entry_for(second))
-        await wait_for(pilot, lambda: screen._model is not None, what="the second checkpoint")
+        await wait_for(pilot, lambda: chat_shows(screen, second), what="the second checkpoint")
         engine.gates[first].set()
         await wait_for(pilot, lambda: engine.loaded.count(first) == 1, what="the slow load to end")
         await pilot.pause(0.2)
-        assert screen._model is not None and screen._model.entry_path == second, "the earlier, slower load won"
+        assert chat_shows(screen, second) and not chat_shows(screen, first), \
+            f"the earlier, slower load won: the chat shows {chat_model_text(screen)!r}"
 
 
 async def test_switching_models_while_a_reply_streams(runs_root: Path) -> None:
@@ -79,8 +81,7 @@ async def test_switching_models_while_a_reply_streams(runs_root: Path) -> None:
         screen = app.screen
         assert isinstance(screen, ChatScreen)
         screen.open_checkpoint(entry_for(old))
-        await wait_for(pilot, lambda: screen._model is not None and screen._model.entry_path == old,
-                       what="the old model")
+        await wait_for(pilot, lambda: chat_shows(screen, old), what="the old model")
         engine.gates[new] = threading.Event()
         screen.open_checkpoint(entry_for(new))  # loads while the user goes on chatting
         prompt = screen.query_one(PromptArea)
@@ -90,10 +91,10 @@ async def test_switching_models_while_a_reply_streams(runs_root: Path) -> None:
         await wait_for(pilot, lambda: screen.generating, what="the old model's reply")
         gate.release()
         engine.gates[new].set()
-        await wait_for(pilot, lambda: screen._model is not None and screen._model.entry_path == new
-                       and not screen.generating, what="the switch once the old reply stopped")
+        await wait_for(pilot, lambda: chat_shows(screen, new) and not screen.generating,
+                       what="the switch once the old reply stopped")
         await pilot.pause(0.2)
-        assert screen._transcript == [], "the old model's reply leaked into the new conversation"
+        assert screen.transcript == [], "the old model's reply leaked into the new conversation"
         assert not [m for m in screen.query(ChatMessage) if m.role == "assistant"]
 
 
