@@ -12,7 +12,7 @@ from textual.widgets import DataTable, ProgressBar, Static
 from nanogpt_tui.screens.dashboard import DashboardScreen
 from nanogpt_tui.widgets.log_tail import LogTail
 from nanogpt_tui.widgets.loss_plot import LossPlot
-from tests.tui.conftest import FIXED_NOW, train_line, val_line, wait_for, write_run
+from tests.tui.conftest import FIXED_NOW, record_notifications, train_line, val_line, wait_for, write_run
 
 
 def text_of(app, selector: str) -> str:
@@ -135,9 +135,10 @@ async def test_a_failed_checkpoint_write_is_reported(make_app, runs_root: Path) 
         handle.write('{"t": 1, "step": 5, "kind": "status", "state": "running", '
                      '"message": "checkpoint failed: could not write checkpoint: No space left on device"}\n')
     app = make_app()
+    shown = record_notifications(app)
     async with app.run_test(size=(120, 40)) as pilot:
         await open_dashboard(app, pilot, "diskfull")
-        await wait_for(pilot, lambda: any("No space left" in str(n.message) for n in app._notifications),
+        await wait_for(pilot, lambda: any("No space left" in message for message, _ in shown),
                        what="the disk-full warning")
 
 

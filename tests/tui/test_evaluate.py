@@ -18,7 +18,7 @@ from nanogpt_tui.screens.checkpoints import open_checkpoint_in
 from nanogpt_tui.screens.evaluate import EvaluateScreen, SampleView
 from engine.settings import Settings
 from nanogpt_tui.widgets.slider import Slider
-from tests.tui.conftest import FIXED_NOW, FakeEngine, wait_for
+from tests.tui.conftest import FIXED_NOW, FakeEngine, record_notifications, rows_by_header, wait_for
 from tests.tui.model_fixtures import (
     FixedEvalEngine,
     ScriptedEngine,
@@ -28,9 +28,8 @@ from tests.tui.model_fixtures import (
 )
 
 
-def results(screen: EvaluateScreen) -> list[list[str]]:
-    table = screen.query_one("#eval-results", DataTable)
-    return [[str(cell) for cell in table.get_row(key)] for key in table.rows]
+def results(screen: EvaluateScreen) -> list[dict[str, str]]:
+    return rows_by_header(screen.query_one("#eval-results", DataTable))
 
 
 def state(screen: EvaluateScreen) -> str:
@@ -53,39 +52,37 @@ async def test_val_loss_and_bpb_of_two_tiny_models_side_by_side(runs_root: Path)
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: len(results(screen)) == 1, timeout=60, what="the first result")
         row = results(screen)[0]
-        loss, bpb = float(row[3]), float(row[4])
-        assert row[0] == "tiny @ 10" and "held-out" in row[1], row
+        loss, bpb = float(row["Val loss"]), float(row["Val bpb"])
+        assert row["Checkpoint"] == "tiny @ 10" and "held-out" in row["Data"], row
         assert math.isfinite(loss) and 0 < loss < 10 and math.isfinite(bpb) and bpb > 0, row
         assert "bits per byte" in state(screen)
         await open_checkpoint_in(app, "evaluate", entry_for(second))
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: len(results(screen)) == 2, timeout=60, what="the second result")
         table = results(screen)
-        assert [r[0] for r in table] == ["tiny @ 10", "tiny @ 20"], "earlier results stay for comparison"
-        best = min(table, key=lambda r: float(r[4]))
-        assert best[6] == "★ best bpb" and sum(r[6] != "" for r in table) == 1
+        assert [r["Checkpoint"] for r in table] == ["tiny @ 10", "tiny @ 20"], "earlier results stay for comparison"
+        best = min(table, key=lambda r: float(r["Val bpb"]))
+        assert best[""] == "★ best bpb" and sum(r[""] != "" for r in table) == 1, table
 
 
 async def test_shakespeare_and_missing_file_data(runs_root: Path, tmp_path: Path) -> None:
     path = save_tiny_checkpoint(runs_root, "tiny")
     app = NanoGPTApp(FakeEngine(runs_root), Settings(), clock=lambda: FIXED_NOW)
     async with app.run_test(size=(120, 40)) as pilot:
-        shown: list[str] = []
-        notify = app.notify
-        app.notify = lambda message, **kw: (shown.append(message), notify(message, **kw))[1]  # type: ignore[method-assign]
+        shown = record_notifications(app)
         screen = await open_evaluate(pilot, path)
         screen.query_one("#eval-data", Select).value = "path"
         screen.query_one("#eval-path", Input).value = str(tmp_path / "missing.txt")
         screen.query_one("#eval-max-tokens", Input).value = "200"
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: state(screen) == "failed", timeout=60, what="the data error")
-        assert any("does not exist" in message for message in shown), shown
+        assert any("does not exist" in message for message, _ in shown), shown
         text = tmp_path / "verse.txt"
         text.write_text("Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n" * 4)
         screen.query_one("#eval-path", Input).value = str(text)
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: len(results(screen)) == 1, timeout=60, what="the text file's result")
-        assert str(text) in results(screen)[0][1]
+        assert str(text) in results(screen)[0]["Data"]
 
 
 class SlowEvalEngine(ScriptedEngine):
@@ -112,7 +109,10 @@ async def test_escape_cancels_an_evaluation(runs_root: Path) -> None:
         await pilot.press("escape")
         await wait_for(pilot, lambda: state(screen) == "cancelled", what="the cancel")
         assert results(screen) == [], "a cancelled evaluation adds no result"
-        assert screen._cancel is None, "the screen is ready for the next job"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: "evaluating…" in state(screen), what="the next evaluation: the screen is ready")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: state(screen) == "cancelled", what="the second cancel")
 
 
 async def test_samples_stream_side_by_side(runs_root: Path) -> None:
@@ -145,10 +145,9 @@ async def test_nothing_chosen_says_how_to_choose(make_app) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("3")
         await wait_for(pilot, lambda: isinstance(app.screen, EvaluateScreen), what="the evaluate screen")
-        shown: list[str] = []
-        app.notify = lambda message, **kw: shown.append(message)  # type: ignore[method-assign, assignment]
+        shown = record_notifications(app)
         await pilot.press("ctrl+r")
-        assert shown == ["Choose a checkpoint first (ctrl+o)."]
+        assert shown == [("Choose a checkpoint first (ctrl+o).", "warning")]
 
 
 def test_snapshot(snap_compare, runs_root: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,7 +167,8 @@ def test_snapshot(snap_compare, runs_root: Path, isolated_home: Path, monkeypatc
         screen.query_one("#eval-prompt", Input).value = "ROMEO: "
         await pilot.press("ctrl+g")
         await wait_for(pilot, lambda: "sample(s)" in state(screen), what="the samples")
-        screen._state("2 sample(s) done")  # the measured tok/s would change the picture on every run
+        # the measured tok/s would change the picture on every run
+        screen.query_one("#eval-state", Static).update("2 sample(s) done")
 
     assert snap_compare(app, terminal_size=(120, 40), run_before=compared)
 

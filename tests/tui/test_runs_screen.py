@@ -13,7 +13,7 @@ from nanogpt_tui.screens.dashboard import DashboardScreen
 from nanogpt_tui.screens.log import LogScreen
 from nanogpt_tui.screens.runs import RunsScreen
 from nanogpt_tui.widgets.loss_plot import LossPlot
-from tests.tui.conftest import FIXED_NOW, dead_pid, train_line, wait_for, write_run
+from tests.tui.conftest import FIXED_NOW, dead_pid, record_notifications, train_line, wait_for, write_run
 
 
 def table_rows(app) -> dict[str, dict[str, str]]:
@@ -91,10 +91,11 @@ async def test_delete_asks_first(make_app, runs_root: Path) -> None:
 async def test_delete_of_a_running_run_is_refused(make_app, runs_root: Path) -> None:
     write_run(runs_root, "busy", state="running", steps=3, pid=os.getpid(), ended_at=None)
     app = make_app()
+    shown = record_notifications(app)
     async with app.run_test() as pilot:
         await wait_for(pilot, lambda: "busy" in table_rows(app), what="the row")
         await pilot.press("d", "y")
-        await wait_for(pilot, lambda: any("stop it before deleting" in n.message for n in app._notifications),
+        await wait_for(pilot, lambda: any("stop it before deleting" in message for message, _ in shown),
                        what="the engine's refusal shown to the user")
         assert (runs_root / "busy").exists()
 
