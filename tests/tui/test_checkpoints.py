@@ -20,8 +20,15 @@ from nanogpt_tui.screens.finetune_form import FinetuneFormScreen, parse_settings
 from nanogpt_tui.screens.import_form import ImportFormScreen, path_problem
 from engine.settings import Settings
 from nanogpt_tui.widgets.slider import Slider
-from tests.tui.conftest import FIXED_NOW, FakeEngine, dead_pid, wait_for
-from tests.tui.model_fixtures import FixedEvalEngine, ScriptedEngine, ScriptedGenerator, save_tiny_checkpoint
+from nanogpt_tui.widgets.path_input import display_path
+from tests.tui.conftest import FIXED_NOW, FakeEngine, dead_pid, rows_by_header, wait_for
+from tests.tui.model_fixtures import (
+    FixedEvalEngine,
+    ScriptedEngine,
+    ScriptedGenerator,
+    chat_shows,
+    save_tiny_checkpoint,
+)
 
 CONVERSATIONS = {"conversations": [
     {"messages": [{"role": "user", "content": f"Question {n}?"}, {"role": "assistant", "content": f"Answer {n}."}]}
@@ -29,9 +36,14 @@ CONVERSATIONS = {"conversations": [
 ]}
 
 
-def rows(app: NanoGPTApp) -> list[list[str]]:
+def rows(app: NanoGPTApp) -> list[dict[str, str]]:
+    return rows_by_header(app.screen.query_one("#checkpoints", DataTable))
+
+
+def highlighted(app: NanoGPTApp) -> Path:
+    """The checkpoint under the table's cursor (its rows are keyed by path)."""
     table = app.screen.query_one("#checkpoints", DataTable)
-    return [[str(cell) for cell in table.get_row(key)] for key in table.rows]
+    return Path(str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value))
 
 
 @pytest.fixture
@@ -66,14 +78,15 @@ async def test_rows_come_from_sidecars_without_loading_weights(make_app, checkpo
     async with app.run_test(size=(120, 40)) as pilot:
         await show_checkpoints(pilot, 4)
         table = rows(app)
-        by_run = [(r[0], r[1], r[2]) for r in table]
+        by_run = [(r["Run"], r["Kind"], r["Step"]) for r in table]
         assert ("base", "pretrain", "10") in by_run and ("", "pretrain", "20") in by_run, \
             "a run's checkpoints are grouped: its name on the first row only"
         assert ("import-seed", "import", "3000") in by_run, "imported checkpoints are listed like runs"
-        sft = next(r for r in table if r[0] == "base-sft")
-        assert sft[1] == "finetune" and sft[10] == "base/step_000020.pt", "a fine-tune names its parent"
-        base20 = next(r for r in table if r[2] == "20")
-        assert base20[4] == "5.000" and base20[8] == "bpe", "val loss and tokenizer come from the sidecar"
+        sft = next(r for r in table if r["Run"] == "base-sft")
+        assert sft["Kind"] == "finetune" and sft["Parent"] == "base/step_000020.pt", "a fine-tune names its parent"
+        base20 = next(r for r in table if r["Step"] == "20")
+        assert base20["Val loss"] == "5.000" and base20["Tokenizer"] == "bpe", \
+            "val loss and tokenizer come from the sidecar"
 
 
 async def test_details_show_metadata_and_the_full_config(make_app, checkpoints: dict[str, Path]) -> None:
@@ -92,7 +105,7 @@ async def test_delete_asks_first(make_app, checkpoints: dict[str, Path]) -> None
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await show_checkpoints(pilot, 4)
-        first = Path(str(app.screen.query_one("#checkpoints", DataTable).coordinate_to_cell_key((0, 0)).row_key.value))
+        first = highlighted(app)
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
         await pilot.press("n")
@@ -118,7 +131,7 @@ async def test_chat_and_evaluate_open_with_the_checkpoint(runs_root: Path, check
     app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
     async with app.run_test(size=(120, 40)) as pilot:
         await show_checkpoints(pilot, 4)
-        chosen = Path(str(app.screen.query_one("#checkpoints", DataTable).coordinate_to_cell_key((0, 0)).row_key.value))
+        chosen = highlighted(app)
         await pilot.press("c")
         await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen) and engine.loaded == [chosen],
                        what="chat loading the highlighted checkpoint")
@@ -126,7 +139,8 @@ async def test_chat_and_evaluate_open_with_the_checkpoint(runs_root: Path, check
         await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen), what="checkpoints again")
         await pilot.press("e")
         await wait_for(pilot, lambda: isinstance(app.screen, EvaluateScreen), what="the evaluate screen")
-        assert app.screen._entry is not None and app.screen._entry.path == chosen
+        shown = str(app.screen.query_one("#eval-checkpoint", Static).render())
+        assert display_path(chosen) in shown, f"evaluate opened another checkpoint: {shown!r}"
 
 
 async def test_import_a_checkpoint_file(make_app, runs_root: Path, tmp_path: Path) -> None:
@@ -141,7 +155,8 @@ async def test_import_a_checkpoint_file(make_app, runs_root: Path, tmp_path: Pat
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: isinstance(app.screen, CheckpointsScreen) and len(rows(app)) == 1,
                        timeout=30, what="the imported checkpoint")
-        assert rows(app)[0][:3] == ["imported-foreign", "import", "7"]
+        row = rows(app)[0]
+        assert (row["Run"], row["Kind"], row["Step"]) == ("imported-foreign", "import", "7"), row
 
 
 def test_import_path_checks(tmp_path: Path) -> None:
@@ -216,8 +231,9 @@ async def test_keyboard_only_tour(runs_root: Path, checkpoints: dict[str, Path],
     async with app.run_test(size=(120, 40)) as pilot:
         await show_checkpoints(pilot, 4)
         first = app.screen.selected()
+        assert first is not None
         await pilot.press("c")
-        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen._session is not None,
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen) and chat_shows(app.screen, first.path),
                        what="the chat with the checkpoint")
         chat = app.screen
         await pilot.press(*"Hail!", "tab", "right", "right")
@@ -244,7 +260,7 @@ async def test_keyboard_only_tour(runs_root: Path, checkpoints: dict[str, Path],
         await pilot.press("ctrl+r")
         table = app.screen.query_one("#eval-results", DataTable)
         await wait_for(pilot, lambda: table.row_count == 2, what="result 2")
-        labels = [str(table.get_row(key)[0]) for key in table.rows]
+        labels = [row["Checkpoint"] for row in rows_by_header(table)]
         assert labels[0] == first.label and labels[1] != labels[0], labels
 
 

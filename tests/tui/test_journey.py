@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from textual.message import Message
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Button, DataTable, Input, Static
 
 from engine.runs import Workspace
 from nanogpt_tui.app import NanoGPTApp
@@ -20,7 +20,9 @@ from nanogpt_tui.screens.dashboard import DashboardScreen
 from nanogpt_tui.screens.finetune_form import FinetuneFormScreen
 from nanogpt_tui.screens.new_run import NewRunScreen, input_id
 from nanogpt_tui.widgets.message import ChatNotice, PromptArea
-from tests.tui.conftest import wait_for
+from nanogpt_tui.widgets.path_input import display_path
+from tests.tui.conftest import form_errors, wait_for
+from tests.tui.model_fixtures import chat_model_text
 
 # the default preset's model with a budget of seconds: 30 steps (or 20 s) of 16 rows, one validation at the end
 TINY = {"name": "first", "train.num_iterations": "30", "train.time_budget_s": "20", "train.batch_size": "16",
@@ -61,7 +63,8 @@ async def test_pretrain_finetune_chat_by_keyboard() -> None:
         for key, value in TINY.items():
             await type_into(pilot, app.screen.query_one("#" + input_id(key), Input), value)
         await pilot.pause()
-        assert app.screen._check.errors == {}, app.screen._check.errors
+        assert form_errors(app.screen) == {} and not app.screen.query_one("#launch", Button).disabled, \
+            form_errors(app.screen)
         await pilot.press("ctrl+s")
         await until_finished(pilot, timeout=240)
 
@@ -83,11 +86,14 @@ async def test_pretrain_finetune_chat_by_keyboard() -> None:
         chat = app.screen
         assert isinstance(chat, ChatScreen)
         try:
-            await wait_for(pilot, lambda: chat._model is not None, timeout=60, what="the newest checkpoint in the chat")
+            # the model panel names the checkpoint's file once its conversation is ready
+            await wait_for(pilot, lambda: chat_model_text(chat).endswith(".pt"), timeout=60,
+                           what="the newest checkpoint in the chat")
         except AssertionError as err:
             notices = [str(n.render()) for n in chat.query(ChatNotice)]
             raise AssertionError(f"{err}; the chat says {notices}") from err
-        assert chat._model.entry_path.parent.parent == finetuned.path, "the chat opened another checkpoint"
+        assert display_path(finetuned.path / "checkpoints") in chat_model_text(chat), \
+            f"the chat opened another checkpoint: {chat_model_text(chat)!r}"
         assert chat.query_one(PromptArea).has_focus
         await pilot.press("f5")  # the "precise" sampling preset
         await pilot.press(*"Good morrow!", "enter")

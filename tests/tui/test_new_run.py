@@ -13,7 +13,8 @@ from nanogpt_tui.screens.dashboard import DashboardScreen
 from nanogpt_tui.screens.multinode import MultiNodeScreen
 from nanogpt_tui.screens.new_run import NewRunScreen, input_id
 from engine.settings import Settings
-from tests.tui.conftest import wait_for
+from nanogpt_tui.widgets.loss_plot import LossPlot
+from tests.tui.conftest import form_errors, wait_for
 
 
 def field(app, key: str) -> Input:
@@ -76,10 +77,10 @@ async def test_existing_name_and_preset_switch(make_app, engine) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="the first launch")
         await pilot.press("escape")
         await open_form(app, pilot)
-        await wait_for(pilot, lambda: "dup" in app.screen._existing, what="the existing names")
         field(app, "name").value = "dup"
-        await pilot.pause()
-        assert error_of(app, "name") == "a run with this name exists"
+        # the form learns the existing names in a worker: the error shows once they are known
+        await wait_for(pilot, lambda: error_of(app, "name") == "a run with this name exists",
+                       what="the existing name marked")
         app.screen.query_one("#preset", Select).value = "speedrun-124m"
         await pilot.pause()
         assert field(app, "model.model_dim").value == "768"
@@ -111,12 +112,14 @@ async def test_real_tiny_cpu_run_launched_through_the_form(runs_root: Path) -> N
                            "run.sample_every": "0"}.items():
             field(app, key).value = value
         await pilot.pause()
-        assert app.screen._check.errors == {}, app.screen._check.errors
+        assert form_errors(app.screen) == {} and not app.screen.query_one("#launch", Button).disabled, \
+            form_errors(app.screen)
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), timeout=120, what="the dashboard")
         await wait_for(pilot, lambda: "finished" in str(app.screen.query_one("#run-title", Static).render()),
                        timeout=300, what="the run to finish")
-        assert app.screen._snapshot is not None and app.screen._snapshot.train.steps[-1] == 4
+        curves = app.screen.query_one(LossPlot).curves
+        assert "train" in curves and curves["train"].steps[-1] == 4, "the dashboard plots the run's 4 steps"
 
 
 async def test_multi_node_shows_every_node_command_then_launches_here(make_app, engine) -> None:
