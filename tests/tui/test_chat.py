@@ -202,7 +202,7 @@ async def test_new_key_asks_first_and_copy_takes_the_last_reply(scripted, gate: 
         assert screen.transcript == [] and not list(screen.query(ChatMessage))
 
 
-async def test_unknown_command_and_template_errors_keep_the_screen(scripted) -> None:
+async def test_unknown_command_and_template_errors_keep_the_screen(scripted, gate: threading.Semaphore) -> None:
     engine, path = scripted
     app = NanoGPTApp(engine, Settings(), clock=lambda: FIXED_NOW)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -217,6 +217,12 @@ async def test_unknown_command_and_template_errors_keep_the_screen(scripted) -> 
         await send(pilot, "/template plain")
         await pilot.pause()
         assert "plain" in status_parts(screen) and "Template: plain." in notices(screen)
+        gate.release(len(SCRIPT))
+        await send(pilot, "hello")
+        await wait_for(pilot, lambda: not screen.generating and replies(screen), what="the reply")
+        prompt = engine.generator.prompt_text()
+        assert "Human: hello" in prompt and "<|user_start|>" not in prompt, \
+            f"the model reads the conversation in the plain template: {prompt!r}"
 
 
 async def test_quitting_stops_a_running_reply(scripted) -> None:
