@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from engine.runs import RunInfo
     from engine.serve.processes import ServerInfo
     from nanogpt_tui.model_service import CheckpointEntry, LoadedModel
-    from nanogpt_tui.widgets.series import Curve, SeriesSnapshot
+    from nanogpt_tui.series import Curve, SeriesSnapshot
 
 
 @dataclass(frozen=True, slots=True)

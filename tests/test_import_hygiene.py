@@ -62,3 +62,28 @@ def test_importing_engine_config_and_runs_does_not_import_torch() -> None:
     code = "import sys, engine.config, engine.runs, engine.metrics, engine.paths; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", "light engine modules must not import torch (the TUI starts fast)"
+
+
+def test_widgets_never_import_screens_and_each_widget_module_holds_a_widget() -> None:
+    """widgets/ is for Textual widgets: a widget that imported a screen (or a helper with no widget in it) belongs elsewhere."""
+    import importlib
+    import inspect
+
+    from textual.widget import Widget
+
+    import nanogpt_tui.widgets
+
+    root = Path(nanogpt_tui.widgets.__file__).parent
+    offenders = []
+    for path in sorted(root.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        offenders += [f"widgets/{path.name}:{line} imports {module}" for line, module in _imported_modules(tree)
+                      if module.startswith("nanogpt_tui.screens")]
+        module = importlib.import_module(f"nanogpt_tui.widgets.{path.stem}")
+        widgets = [obj for obj in vars(module).values()
+                   if inspect.isclass(obj) and issubclass(obj, Widget) and obj.__module__ == module.__name__]
+        if not widgets:
+            offenders.append(f"widgets/{path.name} defines no Widget")
+    assert not offenders, "\n".join(offenders)

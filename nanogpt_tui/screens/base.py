@@ -1,15 +1,14 @@
-"""What every screen of the app shares: typed access to the app and its engine, cancellable polling."""
+"""What every screen of the app shares: typed access to the app and its engine, run actions, errors shown."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
 from textual import on, work
 from textual.screen import Screen
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import Worker, WorkerState
 
 from engine.errors import EngineError
 
@@ -18,8 +17,6 @@ if TYPE_CHECKING:
 
 ResultType = TypeVar("ResultType")
 
-# how often a sleeping worker looks whether it was cancelled (bounds the delay of quitting)
-CANCEL_CHECK_S = 0.1
 # worker group of stop, resume and delete
 RUN_ACTION = "run-action"
 
@@ -81,34 +78,3 @@ class AppScreen(Screen[ResultType]):
     def worker_failed(self, worker: Worker[object], error: BaseException) -> None:
         """Any worker error is shown; the screen stays usable."""
         self.nanogpt.show_error(error)
-
-
-# what a polling tick may meet when another viewer changes the runs folder under it
-POLL_ERRORS = (EngineError, OSError, ValueError)
-
-
-def poll(interval: float, tick: Callable[[], None], failed: Callable[[BaseException], None]) -> None:
-    """Call `tick` every `interval` seconds until the worker is cancelled.
-
-    A tick that fails (the run was deleted by another viewer, a folder vanished mid-listing) is
-    reported through `failed` and the polling goes on, so the screen follows what comes next.
-    """
-    while True:
-        try:
-            tick()
-        except POLL_ERRORS as err:
-            failed(err)
-        if not keep_polling(interval):
-            return
-
-
-def keep_polling(interval: float) -> bool:
-    """Sleep `interval` seconds in a thread worker; False as soon as the worker is cancelled."""
-    worker = get_current_worker()
-    deadline = time.monotonic() + interval
-    while not worker.is_cancelled:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return True
-        time.sleep(min(left, CANCEL_CHECK_S))
-    return False

@@ -26,7 +26,8 @@ from nanogpt_tui.messages import (
     TurnsDropped,
 )
 from nanogpt_tui.model_service import CheckpointEntry, LoadedModel, sampling_params
-from nanogpt_tui.screens.chat_commands import NO_MODEL, ChatBase, UnknownCommand, parse_chat_command
+from nanogpt_tui.screens.chat_commands import NO_MODEL, UnknownCommand, parse_chat_command
+from nanogpt_tui.screens.chat_state import ChatBase
 from nanogpt_tui.widgets.message import ChatMessage, ConversationView, PromptArea
 from nanogpt_tui.widgets.nav import NavTabs
 from nanogpt_tui.widgets.path_input import display_path

@@ -16,7 +16,7 @@ from textual.worker import Worker, WorkerState
 
 from nanogpt_tui.messages import CheckpointsListed
 from nanogpt_tui.model_service import CheckpointEntry
-from nanogpt_tui.widgets import format as fmt
+from nanogpt_tui import format as fmt
 
 if TYPE_CHECKING:
     from nanogpt_tui.app import NanoGPTApp

@@ -16,10 +16,11 @@ from textual.worker import Worker
 
 from nanogpt_tui.messages import CheckpointConfigRead, CheckpointsListed, ServersListed, ServerStarted
 from nanogpt_tui.model_service import CheckpointEntry
-from nanogpt_tui.screens.base import RUN_ACTION, AppScreen, keep_polling
+from nanogpt_tui.screens.base import RUN_ACTION, AppScreen
+from nanogpt_tui.polling import keep_polling
 from nanogpt_tui.screens.confirm import ConfirmScreen
-from nanogpt_tui.widgets import format as fmt
-from nanogpt_tui.widgets.clipboard import copy_text
+from nanogpt_tui import format as fmt
+from nanogpt_tui.clipboard import copy_text
 from nanogpt_tui.widgets.nav import NavTabs
 from nanogpt_tui.widgets.path_input import display_path
 

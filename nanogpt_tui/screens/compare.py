@@ -10,9 +10,10 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Header, Static
 
 from nanogpt_tui.messages import ValCurvesRead
-from nanogpt_tui.screens.base import AppScreen, keep_polling
+from nanogpt_tui.screens.base import AppScreen
+from nanogpt_tui.polling import keep_polling
 from nanogpt_tui.widgets.loss_plot import MIN_POINTS, LossPlot
-from nanogpt_tui.widgets.series import RunSeries
+from nanogpt_tui.series import RunSeries
 
 REFRESH_S = 1.0
 

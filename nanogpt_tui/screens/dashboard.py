@@ -16,12 +16,13 @@ from engine.errors import ConfigError
 from engine.runs import RunInfo
 from nanogpt_tui.app import error_text
 from nanogpt_tui.messages import GpuStatsRead, MetricsFollowed, PollFailed, RunConfigRead, RunStatusRead, RunWarned
-from nanogpt_tui.screens.base import AppScreen, keep_polling, poll
-from nanogpt_tui.widgets import format as fmt
-from nanogpt_tui.widgets.gpu import format_gpu_stats, read_gpu_stats
+from nanogpt_tui.screens.base import AppScreen
+from nanogpt_tui.polling import keep_polling, poll
+from nanogpt_tui import format as fmt
+from nanogpt_tui.gpu import format_gpu_stats, read_gpu_stats
 from nanogpt_tui.widgets.log_tail import LogTail
 from nanogpt_tui.widgets.loss_plot import MIN_POINTS, LossPlot
-from nanogpt_tui.widgets.series import RunSeries, SeriesSnapshot
+from nanogpt_tui.series import RunSeries, SeriesSnapshot
 
 # metrics are looked at 4 times a second, so the plot is redrawn at most that often
 FOLLOW_INTERVAL_S = 0.25

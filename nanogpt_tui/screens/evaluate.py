@@ -32,7 +32,7 @@ from nanogpt_tui.model_service import (
     sampling_params,
 )
 from nanogpt_tui.screens.base import AppScreen
-from nanogpt_tui.widgets import format as fmt
+from nanogpt_tui import format as fmt
 from nanogpt_tui.widgets.nav import NavTabs
 from nanogpt_tui.widgets.path_input import PathInput, display_path
 from nanogpt_tui.widgets.sampling import SamplingPanel

@@ -24,7 +24,8 @@ from engine.runs import RunInfo
 from nanogpt_tui.app import error_text
 from nanogpt_tui.messages import ConversationsChecked, FinetuneDefaultsRead
 from nanogpt_tui.model_service import CheckpointEntry
-from nanogpt_tui.screens.base import AppScreen, keep_polling
+from nanogpt_tui.screens.base import AppScreen
+from nanogpt_tui.polling import keep_polling
 from nanogpt_tui.widgets.path_input import PathInput
 
 CHECK_DELAY_S = 0.3  # wait for typing to pause before reading the data

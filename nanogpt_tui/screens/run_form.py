@@ -22,7 +22,7 @@ from engine.estimate import (
     training_seconds,
 )
 from engine.paths import validate_name
-from nanogpt_tui.widgets import format as fmt
+from nanogpt_tui import format as fmt
 
 # keys of the form's own inputs that are not config keys
 NAME, DATA_PATH, NPROC, NNODES, NODE_RANK, RDZV = "name", "data.path", "nproc", "nnodes", "node_rank", "rdzv_endpoint"

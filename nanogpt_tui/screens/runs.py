@@ -13,12 +13,13 @@ from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker
 
 from nanogpt_tui.messages import PollFailed, RunRow, RunsListed
-from nanogpt_tui.screens.base import RUN_ACTION, AppScreen, poll
+from nanogpt_tui.screens.base import RUN_ACTION, AppScreen
+from nanogpt_tui.polling import poll
 from nanogpt_tui.screens.confirm import ConfirmScreen
-from nanogpt_tui.widgets import format as fmt
+from nanogpt_tui import format as fmt
 from nanogpt_tui.widgets.footer import Footer
 from nanogpt_tui.widgets.nav import NavTabs
-from nanogpt_tui.widgets.series import is_number, sparkline
+from nanogpt_tui.series import is_number, sparkline
 
 if TYPE_CHECKING:
     from engine.runs import RunInfo

@@ -9,7 +9,7 @@ from textual import on, work
 from textual.widgets import Log
 
 from nanogpt_tui.messages import LogLinesRead
-from nanogpt_tui.screens.base import keep_polling
+from nanogpt_tui.polling import keep_polling
 
 # a long log is not read from the start: the last this many bytes give the visible tail
 INITIAL_TAIL_BYTES = 64 * 1024

@@ -9,7 +9,7 @@ from types import MappingProxyType
 from textual.timer import Timer
 from textual_plotext import PlotextPlot
 
-from nanogpt_tui.widgets.series import Curve
+from nanogpt_tui.series import Curve
 
 # the worker keeps about two points per column (plotext's braille marker has two per cell)
 POINTS_PER_COLUMN = 2

@@ -98,7 +98,7 @@ async def test_theme_toggle_is_saved(make_app) -> None:
 async def test_many_polling_workers_do_not_starve_a_later_one(make_app) -> None:
     import os
 
-    from nanogpt_tui.screens.base import keep_polling
+    from nanogpt_tui.polling import keep_polling
 
     app = make_app()
     async with app.run_test() as pilot:

@@ -9,11 +9,11 @@ import pytest
 from engine.errors import ConfigError
 from nanogpt_tui.messages import GpuStats
 from engine.settings import Settings, load_settings, save_settings, settings_path
-from nanogpt_tui.widgets import format as fmt
-from nanogpt_tui.widgets import gpu
-from nanogpt_tui.widgets.gpu import NO_GPU, NO_NVML, format_gpu_stats
+from nanogpt_tui import format as fmt
+from nanogpt_tui import gpu
+from nanogpt_tui.gpu import NO_GPU, NO_NVML, format_gpu_stats
 from nanogpt_tui.widgets.log_tail import TextFollower
-from nanogpt_tui.widgets.series import RunSeries, decimate, sparkline
+from nanogpt_tui.series import RunSeries, decimate, sparkline
 
 
 def test_decimate_keeps_ends_and_bounds_count() -> None:

@@ -48,7 +48,7 @@ def test_new_run_form(snap_compare, make_app, runs: Path) -> None:
 
 def test_dashboard(snap_compare, make_app, runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from nanogpt_tui.screens import dashboard
-    from nanogpt_tui.widgets.gpu import NO_GPU
+    from nanogpt_tui.gpu import NO_GPU
 
     monkeypatch.setattr(dashboard, "read_gpu_stats", lambda: NO_GPU)  # the same screen on hosts with and without GPUs
 
