@@ -1,8 +1,11 @@
 """TUI figures: time to the first frame, idle CPU with the runs screen open, CPU while a dashboard follows a run.
 
 Each measurement starts the real app (`python -m nanogpt_tui`) in a pseudo-terminal of 120x40 with its own
-NANOGPT_TUI_HOME, and reads the app process's CPU time from /proc. The last line printed is
-`first_frame_s=… idle_cpu_pct=… follow_cpu_pct=…`. `--quick` shortens every phase.
+NANOGPT_TUI_HOME, and reads the app process's CPU time from /proc. The first frame is also timed for a
+bare Textual app with the same header, table columns and keys (Textual's own floor on this machine),
+interleaved with ours, so the ratio holds on a slow or busy machine too. The last line printed is
+`first_frame_s=… textual_floor_s=… first_frame_ratio=… idle_cpu_pct=… follow_cpu_pct=…`.
+`--quick` shortens every phase.
 """
 
 from __future__ import annotations
@@ -33,13 +36,13 @@ FIRST_FRAME_MARKERS = (b"nanogpt-tui", b"Curve")
 class AppInPty:
     """The app as a user runs it: its own terminal, output drained so it never blocks."""
 
-    def __init__(self, home: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, home: Path, extra_env: dict[str, str] | None = None, argv: list[str] | None = None) -> None:
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
         env = dict(os.environ, NANOGPT_TUI_HOME=str(home), TERM="xterm-256color", COLUMNS=str(COLUMNS),
                    LINES=str(ROWS), **(extra_env or {}))
         self.started = time.perf_counter()
-        self.process = subprocess.Popen([sys.executable, "-m", "nanogpt_tui"], stdin=slave, stdout=slave,
+        self.process = subprocess.Popen(argv or [sys.executable, "-m", "nanogpt_tui"], stdin=slave, stdout=slave,
                                         stderr=slave, env=env, cwd=REPO, start_new_session=True)
         os.close(slave)
         self.output = bytearray()
@@ -110,21 +113,58 @@ def metric_line(step: int) -> str:
                        "lr": 1.0, "tokens": step * 4096, "tokens_per_s": 20480.0, "step_time_ms": 50.0})
 
 
-def first_frame_seconds(home: Path, repeats: int) -> tuple[float, float]:
-    """Medians of the wall time and the app's CPU time from its start until its first frame reached the terminal.
+# Textual's floor: the runs screen's header, table columns and keys, nothing of ours
+FLOOR_APP = """
+from textual.app import App
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header
+
+KEYS = [("o", "Open"), ("n", "New run"), ("s", "Stop"), ("r", "Resume"), ("d", "Delete"), ("l", "Log"),
+        ("space", "Mark"), ("c", "Compare marked"), ("question_mark", "Help"), ("ctrl+t", "Dark/light")]
+
+
+class Floor(App):
+    TITLE = "nanogpt-tui"
+    BINDINGS = [Binding(key, f"noop('{key}')", label) for key, label in KEYS]
+
+    def compose(self):
+        yield Header()
+        yield DataTable()
+        yield Footer()
+
+    def on_mount(self):
+        self.query_one(DataTable).add_columns("", "Name", "Kind", "Preset", "State", "Step", "Loss", "Val",
+                                              "Tok/s", "Started", "Duration", "Curve")
+        self.call_after_refresh(self.exit)
+
+    def action_noop(self, key):
+        pass
+
+
+Floor().run()
+"""
+
+
+def first_frame_seconds(home: Path, repeats: int) -> tuple[float, float, float]:
+    """Medians of the wall time and the app's CPU time from its start until its first frame reached the
+    terminal, and the wall time of Textual's floor app, measured in turn with ours.
 
     On a busy machine the wall time waits for other processes; the CPU time is what the app itself spent.
     """
-    times, cpu_times = [], []
+    times, cpu_times, floor_times = [], [], []
+    floor_script = home / "floor_app.py"
+    floor_script.write_text(FLOOR_APP)
     for _ in range(repeats):
-        app = AppInPty(home, {"NANOGPT_TUI_EXIT_AFTER_FIRST_FRAME": "1"})
-        exit_code = app.process.wait(timeout=60)
-        app.close()
-        if exit_code != 0 or app.first_frame_at is None or app.first_frame_cpu is None:
-            raise SystemExit(f"the app failed to start:\n{app.output.decode(errors='replace')}")
-        times.append(app.first_frame_at - app.started)
-        cpu_times.append(app.first_frame_cpu)
-    return statistics.median(times), statistics.median(cpu_times)
+        for argv, into in ((None, times), ([sys.executable, str(floor_script)], floor_times)):
+            app = AppInPty(home, {"NANOGPT_TUI_EXIT_AFTER_FIRST_FRAME": "1"}, argv)
+            exit_code = app.process.wait(timeout=60)
+            app.close()
+            if exit_code != 0 or app.first_frame_at is None or app.first_frame_cpu is None:
+                raise SystemExit(f"the app failed to start:\n{app.output.decode(errors='replace')}")
+            into.append(app.first_frame_at - app.started)
+            if argv is None:
+                cpu_times.append(app.first_frame_cpu)
+    return statistics.median(times), statistics.median(cpu_times), statistics.median(floor_times)
 
 
 def idle_cpu(home: Path, warmup: float, seconds: float) -> float:
@@ -176,15 +216,17 @@ def main() -> None:
         for index in range(5):
             write_run(runs, f"finished-{index}", "finished", None, 2000, now - 3600 * (index + 2))
         print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-        first_frame, first_frame_cpu = first_frame_seconds(home, repeats)
+        first_frame, first_frame_cpu, floor = first_frame_seconds(home, repeats)
         print(f"first frame: {first_frame:.3f} s wall, {first_frame_cpu:.3f} s CPU of the app "
-              f"(medians of {repeats}, from process start, interpreter included)")
+              f"(medians of {repeats}, from process start, interpreter included); "
+              f"a bare Textual app with the same header, columns and keys: {floor:.3f} s")
         idle = idle_cpu(home, warmup, window)
         print(f"idle CPU with the runs screen open: {idle:.2f} % of one core over {window:.0f} s")
         live = write_run(runs, "live", "running", os.getpid(), 1000, now)
         follow = follow_cpu(home, live, warmup, window)
         print(f"CPU while the dashboard follows {LINES_PER_S} lines/s: {follow:.2f} % of one core over {window:.0f} s")
-    print(f"first_frame_s={first_frame:.3f} idle_cpu_pct={idle:.2f} follow_cpu_pct={follow:.2f}")
+    print(f"first_frame_s={first_frame:.3f} textual_floor_s={floor:.3f} first_frame_ratio={first_frame / floor:.2f} "
+          f"idle_cpu_pct={idle:.2f} follow_cpu_pct={follow:.2f}")
 
 
 if __name__ == "__main__":

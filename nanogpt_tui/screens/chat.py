@@ -11,7 +11,7 @@ from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, Header, Input, Static, TextArea
+from textual.widgets import Header, Input, Static, TextArea
 from textual.worker import Worker
 
 from engine.errors import EngineError
@@ -32,6 +32,7 @@ from nanogpt_tui.widgets.message import ChatMessage, ConversationView, PromptAre
 from nanogpt_tui.widgets.nav import NavTabs
 from nanogpt_tui.widgets.path_input import display_path
 from nanogpt_tui.widgets.sampling import SamplingPanel
+from nanogpt_tui.widgets.footer import KeyBar
 
 if TYPE_CHECKING:
     from engine.inference.chat import ChatSession
@@ -71,7 +72,7 @@ class ChatScreen(ChatBase):
             with VerticalScroll(id="chat-side", can_focus=False):
                 yield Static(NO_MODEL, id="chat-model")
                 yield SamplingPanel(id="sampling")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#sampling").border_title = "Sampling (next reply)"

@@ -11,7 +11,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker
 
 from nanogpt_tui.messages import CheckpointConfigRead, CheckpointsListed, ServersListed, ServerStarted
@@ -23,6 +23,7 @@ from nanogpt_tui import format as fmt
 from nanogpt_tui.clipboard import copy_text
 from nanogpt_tui.widgets.nav import NavTabs
 from nanogpt_tui.widgets.path_input import display_path
+from nanogpt_tui.widgets.footer import KeyBar
 
 if TYPE_CHECKING:
     from engine.importer import ImportResult
@@ -118,7 +119,7 @@ class CheckpointsScreen(AppScreen[None]):
                 yield Static("", id="ckpt-meta")
             with VerticalScroll(id="ckpt-config-box"):
                 yield Static("", id="ckpt-config")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#ckpt-meta-box").border_title = "Checkpoint"

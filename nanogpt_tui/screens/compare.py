@@ -7,13 +7,14 @@ from typing import ClassVar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from nanogpt_tui.messages import ValCurvesRead
 from nanogpt_tui.screens.base import AppScreen
 from nanogpt_tui.polling import keep_polling
 from nanogpt_tui.widgets.loss_plot import MIN_POINTS, LossPlot
 from nanogpt_tui.series import RunSeries
+from nanogpt_tui.widgets.footer import KeyBar
 
 REFRESH_S = 1.0
 
@@ -38,7 +39,7 @@ class CompareScreen(AppScreen[None]):
         yield Header()
         yield Static(f"Validation loss of {', '.join(self._names)}", classes="screen-title")
         yield LossPlot("val loss", id="compare-plot")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         plot = self.query_one(LossPlot)

@@ -10,7 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.markup import escape
-from textual.widgets import Footer, Header, ProgressBar, Sparkline, Static
+from textual.widgets import Header, ProgressBar, Sparkline, Static
 
 from engine.errors import ConfigError
 from engine.runs import RunInfo
@@ -23,6 +23,7 @@ from nanogpt_tui.gpu import format_gpu_stats, read_gpu_stats
 from nanogpt_tui.widgets.log_tail import LogTail
 from nanogpt_tui.widgets.loss_plot import MIN_POINTS, LossPlot
 from nanogpt_tui.series import RunSeries, SeriesSnapshot
+from nanogpt_tui.widgets.footer import KeyBar
 
 # metrics are looked at 4 times a second, so the plot is redrawn at most that often
 FOLLOW_INTERVAL_S = 0.25
@@ -76,7 +77,7 @@ class DashboardScreen(AppScreen[None]):
                 yield Static("", id="gpu")
                 yield Static("", id="sample")
         yield LogTail(id="log-tail")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self._follow()

@@ -12,7 +12,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Input, Label, ProgressBar, Select, Static
+from textual.widgets import DataTable, Header, Input, Label, ProgressBar, Select, Static
 from textual.worker import Worker
 
 from engine.sampling_params import SamplingParams
@@ -37,6 +37,7 @@ from nanogpt_tui.widgets.nav import NavTabs
 from nanogpt_tui.widgets.path_input import PathInput, display_path
 from nanogpt_tui.widgets.sampling import SamplingPanel
 from nanogpt_tui.widgets.slider import Slider
+from nanogpt_tui.widgets.footer import KeyBar
 
 DATA_CHOICES = (("held-out split of its run", "run"), ("embedded Shakespeare (held out)", "shakespeare"),
                 ("a text file, folder or .bin shards", "path"))
@@ -107,7 +108,7 @@ class EvaluateScreen(AppScreen[None]):
                 yield Slider("Samples", 1, MAX_SAMPLES, 2, step=1, big_step=1, decimals=0, id="eval-count")
                 yield SamplingPanel(id="sampling")
             yield Horizontal(id="eval-samples")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#eval-controls").border_title = "Samples (ctrl+g)"

@@ -12,7 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.markup import escape
 from textual.widget import Widget
-from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Header, Input, Label, Select, Static
 from textual.worker import Worker
 
 from engine.config import FinetuneConfig, choices
@@ -27,6 +27,7 @@ from nanogpt_tui.model_service import CheckpointEntry
 from nanogpt_tui.screens.base import AppScreen
 from nanogpt_tui.polling import keep_polling
 from nanogpt_tui.widgets.path_input import PathInput
+from nanogpt_tui.widgets.footer import KeyBar
 
 CHECK_DELAY_S = 0.3  # wait for typing to pause before reading the data
 DATA_SUFFIXES = (".json", ".jsonl")
@@ -110,7 +111,7 @@ class FinetuneFormScreen(AppScreen[RunInfo | None]):
         with Horizontal(id="form-buttons"):
             yield Button("Launch", variant="primary", id="launch", disabled=True)
             yield Button("Cancel", id="cancel")
-        yield Footer()
+        yield KeyBar()
 
     @staticmethod
     def _row(label: str, widget: Widget, key: str | None = None) -> Horizontal:

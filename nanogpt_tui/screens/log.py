@@ -6,10 +6,11 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from nanogpt_tui.screens.base import AppScreen
 from nanogpt_tui.widgets.log_tail import LogTail
+from nanogpt_tui.widgets.footer import KeyBar
 
 
 class LogScreen(AppScreen[None]):
@@ -30,7 +31,7 @@ class LogScreen(AppScreen[None]):
         yield Header()
         yield Static(f"train.log of [b]{self.run_name}[/b]", classes="screen-title")
         yield LogTail(id="full-log", max_lines=20000)
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         log = self.query_one(LogTail)

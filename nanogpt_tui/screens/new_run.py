@@ -9,7 +9,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Header, Input, Label, Select, Static
 from textual.worker import Worker
 
 from engine.config import DEFAULT_PRESET, Hyperparameters, choices
@@ -17,6 +17,7 @@ from engine.runs import RunInfo
 from nanogpt_tui.app import error_text
 from nanogpt_tui.screens.base import AppScreen
 from nanogpt_tui.screens.multinode import MultiNodeScreen
+from nanogpt_tui.widgets.footer import KeyBar
 from nanogpt_tui.screens.run_form import (
     DATA_PATH,
     FIELDS,
@@ -95,7 +96,7 @@ class NewRunScreen(AppScreen[RunInfo | None]):
         with Horizontal(id="form-buttons"):
             yield Button("Launch", variant="primary", id="launch", disabled=True)
             yield Button("Cancel", id="cancel")
-        yield Footer()
+        yield KeyBar()
 
     def _row(self, label: str, widget: Input | Select[str], key: str | None = None) -> Vertical:
         """Label and input on one line, the reason it is invalid (when it is) below them."""

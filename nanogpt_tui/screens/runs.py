@@ -17,7 +17,7 @@ from nanogpt_tui.screens.base import RUN_ACTION, AppScreen
 from nanogpt_tui.polling import poll
 from nanogpt_tui.screens.confirm import ConfirmScreen
 from nanogpt_tui import format as fmt
-from nanogpt_tui.widgets.footer import Footer
+from nanogpt_tui.widgets.footer import KeyBar
 from nanogpt_tui.widgets.nav import NavTabs
 from nanogpt_tui.series import is_number, sparkline
 
@@ -60,7 +60,7 @@ class RunsScreen(AppScreen[None]):
         table.add_columns(*COLUMNS)
         yield table
         yield Static("No runs yet. Press n to launch one.", id="no-runs")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#runs", DataTable).focus()
