@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from nanogpt_tui.messages import GpuStats
+from nanogpt_tui.messages.dashboard import GpuStats
 
 NO_GPU = "GPU: none on this machine (training runs on the CPU)"
 NO_NVML = "GPU: not monitored; install the gpu extra for its load and memory: pip install 'nanogpt-tui[gpu]'"

@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from engine.atomic import atomic_write_text
-from engine.sampling_params import SamplingParams
 from engine.errors import DataError
-from engine.runs.protocol import ORIGINAL_FINETUNE_FORMAT, CheckpointEntry
 
 if TYPE_CHECKING:
+    from engine.runs.protocol import CheckpointEntry
+    from engine.sampling_params import SamplingParams
     from engine.inference.chat import ChatSession
     from engine.config import FinetuneConfig
     from engine.data.conversations import ConversationReport
@@ -176,8 +175,9 @@ class LocalModels:
 
     @staticmethod
     def _load_model(entry: CheckpointEntry) -> LoadedModel:
-        from engine.inference.generate import Generator
         from engine.importer import load_model
+        from engine.inference.generate import Generator
+        from engine.runs.protocol import ORIGINAL_FINETUNE_FORMAT
 
         loaded = load_model(entry.path)
         generator = Generator.from_checkpoint(loaded)
@@ -213,6 +213,8 @@ class LocalModels:
         An existing file is replaced only with overwrite=True (the screen asks first); a default name
         that is taken gets a number instead.
         """
+        from engine.atomic import atomic_write_text
+
         document = conversation_document(messages)
         if path:
             target = Path(path).expanduser()

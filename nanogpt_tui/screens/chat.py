@@ -17,15 +17,9 @@ from textual.worker import Worker
 from engine.errors import EngineError
 from engine.sampling_params import SamplingParams
 from engine.text_input import text_problem
-from nanogpt_tui.messages import (
-    POST_EVERY_S,
-    ModelLoaded,
-    NewestCheckpointFound,
-    ReplyCompleted,
-    ReplyStreamed,
-    TurnsDropped,
-)
-from nanogpt_tui.model_service import CheckpointEntry, LoadedModel, sampling_params
+from nanogpt_tui.messages.generation import POST_EVERY_S, ModelLoaded, NewestCheckpointFound, ReplyCompleted, ReplyStreamed, TurnsDropped
+from engine.runs.protocol import CheckpointEntry
+from nanogpt_tui.model_service import LoadedModel, sampling_params
 from nanogpt_tui.screens.chat_commands import NO_MODEL, UnknownCommand, parse_chat_command
 from nanogpt_tui.screens.chat_state import ChatBase
 from nanogpt_tui.widgets.message import ChatMessage, ConversationView, PromptArea

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from textual.timer import Timer
 
     from engine.inference.chat import ChatSession
-    from nanogpt_tui.messages import ReplyStreamed
-    from nanogpt_tui.model_service import CheckpointEntry, LoadedModel
+    from nanogpt_tui.messages.generation import ReplyStreamed
+    from engine.runs.protocol import CheckpointEntry
+    from nanogpt_tui.model_service import LoadedModel
 
 
 class ChatBase(AppScreen[None]):

@@ -14,8 +14,8 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from nanogpt_tui.messages import CheckpointsListed
-from nanogpt_tui.model_service import CheckpointEntry
+from nanogpt_tui.messages.checkpoints import CheckpointsListed
+from engine.runs.protocol import CheckpointEntry
 from nanogpt_tui import format as fmt
 
 if TYPE_CHECKING:

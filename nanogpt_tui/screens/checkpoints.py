@@ -14,8 +14,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker
 
-from nanogpt_tui.messages import CheckpointConfigRead, CheckpointsListed, ServersListed, ServerStarted
-from nanogpt_tui.model_service import CheckpointEntry
+from nanogpt_tui.messages.checkpoints import CheckpointConfigRead, CheckpointsListed, ServersListed, ServerStarted
+from engine.runs.protocol import CheckpointEntry
 from nanogpt_tui.screens.base import RUN_ACTION, AppScreen
 from nanogpt_tui.polling import keep_polling
 from nanogpt_tui.screens.confirm import ConfirmScreen

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Header, Static
 
-from nanogpt_tui.messages import ValCurvesRead
+from nanogpt_tui.messages.dashboard import ValCurvesRead
 from nanogpt_tui.screens.base import AppScreen
 from nanogpt_tui.polling import keep_polling
 from nanogpt_tui.widgets.loss_plot import MIN_POINTS, LossPlot

@@ -15,7 +15,8 @@ from textual.widgets import Header, ProgressBar, Sparkline, Static
 from engine.errors import ConfigError
 from engine.runs import RunInfo
 from nanogpt_tui.app import error_text
-from nanogpt_tui.messages import GpuStatsRead, MetricsFollowed, PollFailed, RunConfigRead, RunStatusRead, RunWarned
+from nanogpt_tui.messages.dashboard import GpuStatsRead, MetricsFollowed, RunConfigRead, RunStatusRead, RunWarned
+from nanogpt_tui.messages.runs import PollFailed
 from nanogpt_tui.screens.base import AppScreen
 from nanogpt_tui.polling import keep_polling, poll
 from nanogpt_tui import format as fmt

@@ -16,21 +16,9 @@ from textual.widgets import DataTable, Header, Input, Label, ProgressBar, Select
 from textual.worker import Worker
 
 from engine.sampling_params import SamplingParams
-from nanogpt_tui.messages import (
-    POST_EVERY_S,
-    EvaluationCompleted,
-    EvaluationProgressed,
-    EvaluationStopped,
-    ModelLoaded,
-    SamplesCompleted,
-    SampleStreamed,
-)
-from nanogpt_tui.model_service import (
-    CheckpointEntry,
-    EvaluationCancelled,
-    LoadedModel,
-    sampling_params,
-)
+from nanogpt_tui.messages.generation import POST_EVERY_S, EvaluationCompleted, EvaluationProgressed, EvaluationStopped, ModelLoaded, SamplesCompleted, SampleStreamed
+from engine.runs.protocol import CheckpointEntry
+from nanogpt_tui.model_service import EvaluationCancelled, LoadedModel, sampling_params
 from nanogpt_tui.screens.base import AppScreen
 from nanogpt_tui import format as fmt
 from nanogpt_tui.widgets.nav import NavTabs

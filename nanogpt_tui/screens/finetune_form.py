@@ -22,8 +22,8 @@ from engine.limits import FIELD_LIMITS
 from engine.paths import validate_name
 from engine.runs import RunInfo
 from nanogpt_tui.app import error_text
-from nanogpt_tui.messages import ConversationsChecked, FinetuneDefaultsRead
-from nanogpt_tui.model_service import CheckpointEntry
+from nanogpt_tui.messages.checkpoints import ConversationsChecked, FinetuneDefaultsRead
+from engine.runs.protocol import CheckpointEntry
 from nanogpt_tui.screens.base import AppScreen
 from nanogpt_tui.polling import keep_polling
 from nanogpt_tui.widgets.path_input import PathInput

@@ -12,7 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker
 
-from nanogpt_tui.messages import PollFailed, RunRow, RunsListed
+from nanogpt_tui.messages.runs import PollFailed, RunRow, RunsListed
 from nanogpt_tui.screens.base import RUN_ACTION, AppScreen
 from nanogpt_tui.polling import poll
 from nanogpt_tui.screens.confirm import ConfirmScreen

@@ -8,7 +8,7 @@ from pathlib import Path
 from textual import on, work
 from textual.widgets import Log
 
-from nanogpt_tui.messages import LogLinesRead
+from nanogpt_tui.messages.dashboard import LogLinesRead
 from nanogpt_tui.polling import keep_polling
 
 # a long log is not read from the start: the last this many bytes give the visible tail

@@ -15,7 +15,8 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from engine.config import Hyperparameters, config_hash, save_toml, to_dict
-from nanogpt_tui.model_service import CheckpointEntry, LoadedModel
+from engine.runs.protocol import CheckpointEntry
+from nanogpt_tui.model_service import LoadedModel
 from nanogpt_tui.widgets.path_input import display_path
 from tests.helpers import VERSE, tiny_config
 from tests.tui.conftest import FIXED_NOW, FakeEngine, write_run

@@ -12,7 +12,7 @@ from textual.widgets import Static
 
 from engine.data.conversations import read_conversations
 from nanogpt_tui.app import NanoGPTApp
-from nanogpt_tui.messages import POST_EVERY_S
+from nanogpt_tui.messages.generation import POST_EVERY_S
 from nanogpt_tui.model_service import LoadedModel
 from nanogpt_tui.screens.chat import ChatScreen
 from nanogpt_tui.screens.chat_commands import NO_MODEL

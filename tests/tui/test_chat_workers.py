@@ -10,7 +10,8 @@ from engine.runs import Workspace
 from engine.settings import Settings
 from nanogpt_tui.app import LocalEngine, NanoGPTApp
 from nanogpt_tui.cli import run_cli
-from nanogpt_tui.model_service import CheckpointEntry, LoadedModel
+from engine.runs.protocol import CheckpointEntry
+from nanogpt_tui.model_service import LoadedModel
 from nanogpt_tui.screens.chat import ChatScreen
 from nanogpt_tui.widgets.message import ChatMessage, ChatNotice, PromptArea
 from tests.tui.conftest import FIXED_NOW, wait_for

@@ -12,7 +12,7 @@ import pytest
 from textual.widgets import DataTable, Input, Select, Static
 
 from nanogpt_tui.app import NanoGPTApp
-from nanogpt_tui.messages import POST_EVERY_S
+from nanogpt_tui.messages.generation import POST_EVERY_S
 from nanogpt_tui.model_service import EvaluationCancelled, LoadedModel
 from nanogpt_tui.screens.checkpoints import open_checkpoint_in
 from nanogpt_tui.screens.evaluate import EvaluateScreen, SampleView

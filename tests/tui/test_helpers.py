@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ConfigError
-from nanogpt_tui.messages import GpuStats
+from nanogpt_tui.messages.dashboard import GpuStats
 from engine.settings import Settings, load_settings, save_settings, settings_path
 from nanogpt_tui import format as fmt
 from nanogpt_tui import gpu

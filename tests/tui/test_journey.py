@@ -13,7 +13,7 @@ from textual.widgets import Button, DataTable, Input, Static
 
 from engine.runs import Workspace
 from nanogpt_tui.app import NanoGPTApp
-from nanogpt_tui.messages import ReplyCompleted
+from nanogpt_tui.messages.generation import ReplyCompleted
 from nanogpt_tui.screens.chat import ChatScreen
 from nanogpt_tui.screens.checkpoints import CheckpointsScreen
 from nanogpt_tui.screens.dashboard import DashboardScreen
