@@ -10,8 +10,6 @@ from textual import on, work
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from engine.errors import EngineError
-
 if TYPE_CHECKING:
     from nanogpt_tui.app import Engine, NanoGPTApp
 
