@@ -37,9 +37,15 @@ def test_sighup_to_the_attached_cli_leaves_the_run_training(tmp_path: Path, isol
     from engine.config import save_toml
 
     save_toml(tiny_config(corpus, "train.num_iterations=100000", "run.val_every=0", "run.checkpoint_every=20"), config)
-    # the CLI in its own session stands in for a terminal that an SSH disconnect hangs up
-    cli = subprocess.Popen([sys.executable, "-m", "nanogpt_tui", "train", "--config", str(config), "--name", "hup"],
-                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    # the CLI in its own session stands in for a terminal that an SSH disconnect hangs up. It starts with
+    # SIGHUP's default action, as a shell in a terminal gives it: pytest run under nohup ignores SIGHUP,
+    # and an ignored signal stays ignored through fork and exec.
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        cli = subprocess.Popen([sys.executable, "-m", "nanogpt_tui", "train", "--config", str(config), "--name", "hup"],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
     manager = RunManager()
     _wait_for(lambda: manager.run_dir("hup").exists() and _trained_steps(manager.run_dir("hup")) > 0, 120,
               "the attached run to train")
