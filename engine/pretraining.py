@@ -7,4 +7,7 @@ from engine.train.pretraining import main
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    sys.exit(main())
+    code = main()
+    from engine.train.distributed import exit_worker  # loaded already: main() imported torch
+
+    exit_worker(code)

@@ -12,7 +12,6 @@ import argparse
 import dataclasses
 import logging
 import math
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,8 +285,3 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run_dir = args.run_dir.resolve()
     return run_entry_point(run_dir, lambda stop: build_trainer(run_dir, args.resume, stop))
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    sys.exit(main())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,8 +63,3 @@ def main(argv: list[str] | None = None) -> int:
     from engine.train.entry import run_entry_point  # torch loads here, after the stop handler is in place
 
     return run_entry_point(args.run_dir.resolve(), lambda stop: build_trainer(args.run_dir.resolve(), args.resume, stop), stop)
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    sys.exit(main())

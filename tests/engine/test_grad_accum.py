@@ -38,7 +38,7 @@ def _one_step(rank: int, world_size: int, port: int, shard: str, out_dir: str) -
     """Build the real Trainer on this rank, take one optimiser step, save loss and weights from rank 0."""
     import torch.distributed as dist
 
-    from engine.train.distributed import init_distributed, shutdown
+    from engine.train.distributed import exit_worker, init_distributed, shutdown
     from engine.train.task import PretrainTask
     from engine.train.trainer import StopSignal, Trainer
 
@@ -65,6 +65,8 @@ def _one_step(rank: int, world_size: int, port: int, shard: str, out_dir: str) -
         shutdown(ctx)
     finally:
         torch.set_default_dtype(previous_dtype)
+    if world_size > 1:
+        exit_worker(0)  # as the entry points leave a rank: past gloo's teardown at finalization
         for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
             os.environ.pop(key, None)
 

@@ -351,6 +351,7 @@ _WORKER = """
 import sys
 import torch.distributed as dist
 import torch
+from engine.train.distributed import exit_worker
 from tests.engine.test_muon import agree_across_ranks, all_reduce_gradients, run_muon
 
 dist.init_process_group("gloo")
@@ -359,6 +360,7 @@ results["all_reduce"] = all_reduce_gradients(dist.get_rank())
 results["agree"] = agree_across_ranks(dist.get_rank())
 torch.save(results, f"{sys.argv[1]}/rank{dist.get_rank()}.pt")
 dist.destroy_process_group()
+exit_worker(0)  # as the entry points leave a rank: past gloo's teardown at finalization
 """
 
 
