@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from engine.config import Hyperparameters, ModelConfig, apply_overrides, from_dict, load_toml, next_multiple_of_n, preset
-from engine.data.conversations import ConversationDataset, ConversationReport, first_few
+from engine.data.conversation_rows import ConversationDataset
+from engine.data.conversations import ConversationReport, first_few
 from engine.errors import CheckpointError, ConfigError
 from engine.train.device import host_to_device
 from engine.train.entry import run_entry_point
@@ -108,7 +109,8 @@ def load_finetune_data(hp: Hyperparameters, tokenizer: Any, report: Conversation
     Invalid data raises DataError unless finetune.skip_invalid.
     """
     from engine.data.chat_template import default_template
-    from engine.data.conversations import build_dataset, read_conversations, require_valid
+    from engine.data.conversation_rows import build_dataset
+    from engine.data.conversations import read_conversations, require_valid
 
     ft = hp.finetune
     if not ft.data:

@@ -10,14 +10,8 @@ from typing import Any
 
 import pytest
 
-from engine.data.conversations import (
-    ConversationReport,
-    build_dataset,
-    pack_rows,
-    read_conversations,
-    render_conversations,
-    require_valid,
-)
+from engine.data.conversation_rows import build_dataset, pack_rows, render_conversations
+from engine.data.conversations import ConversationReport, read_conversations, require_valid
 from engine.data.examples import example_path
 from engine.errors import DataError
 from tests.helpers import VERSE
