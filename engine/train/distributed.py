@@ -49,10 +49,15 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
+def launched_world_size() -> int:
+    """How many processes torchrun started for this run (WORLD_SIZE); 1 for a plain process."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def init_distributed(requested_device: str) -> DistContext:
     """Join torchrun's process group when launched by it (NCCL on CUDA, gloo on CPU)."""
     rank = int(os.environ.get("RANK", "0"))
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = launched_world_size()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     kind = resolve_device(requested_device)
     if kind == "cuda":
@@ -152,7 +157,7 @@ def exit_worker(code: int) -> NoReturn:
     leaving with os._exit: checkpoints and status are saved atomically before this, metrics are
     flushed line by line, and the standard streams and log handlers are flushed here.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if launched_world_size() <= 1:
         sys.exit(code)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

@@ -17,7 +17,7 @@ import torch
 
 from engine.errors import EngineError, cli_lines
 from engine.runs.protocol import update_status
-from engine.train.distributed import shutdown
+from engine.train.distributed import launched_world_size, shutdown
 from engine.train.failures import compile_failure_error, is_compile_failure, out_of_memory_error
 from engine.train.stopping import StopSignal
 from engine.train.trainer import Trainer
@@ -57,7 +57,7 @@ def run_entry_point(run_dir: Path, build: Callable[[StopSignal], Trainer], stop:
             _record_failure(run_dir, rank, f"{failure.message}; {failure.hint}", trainer)
             return 1
         message = f"{type(err).__name__}: {err}"
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "Connection" in str(err):
+        if launched_world_size() > 1 and "Connection" in str(err):
             message = ("lost contact with another process of this run (it crashed or was killed); "
                        "torchrun's report at the end of train.log names it")
         _record_failure(run_dir, rank, message, trainer)
